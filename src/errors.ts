@@ -1,0 +1,97 @@
+/**
+ * Conditions that a caller is expected to catch. Programmer mistakes (a
+ * negative TTL, an empty lock name) are `TypeError` or `RangeError` instead.
+ *
+ * @module
+ */
+
+/**
+ * The lock is held by another owner, or the wait for it timed out.
+ *
+ * @example
+ * ```ts
+ * import { acquire, file, LockHeldError } from "../mod.ts";
+ * try {
+ *   await using _lease = await acquire({ backend: file(), lock: "report" });
+ * } catch (error) {
+ *   if (!(error instanceof LockHeldError)) throw error;
+ * }
+ * ```
+ */
+export class LockHeldError extends Error {
+  /** The lock that could not be taken. */
+  readonly lock: string;
+  /** Whether the caller waited for it before giving up. */
+  readonly waited: boolean;
+
+  /**
+   * @param lock the lock name
+   * @param waited whether the attempt waited before giving up
+   * @param options the standard error options, such as `cause`
+   */
+  constructor(lock: string, waited: boolean, options?: ErrorOptions) {
+    super(
+      waited
+        ? `Timed out waiting for lock '${lock}'`
+        : `Lock '${lock}' is held by another owner`,
+      options,
+    );
+    this.name = "LockHeldError";
+    this.lock = lock;
+    this.waited = waited;
+  }
+}
+
+/**
+ * A lock that was held is gone: a renewal was refused, the backend reported
+ * it, or no renewal was confirmed before the local deadline.
+ *
+ * @example
+ * ```ts
+ * import { LockLostError } from "../mod.ts";
+ * const error = new LockLostError("report", "the key was deleted");
+ * console.log(error.message); // Lock 'report' was lost: the key was deleted
+ * ```
+ */
+export class LockLostError extends Error {
+  /** The lock that was lost. */
+  readonly lock: string;
+
+  /**
+   * @param lock the lock name
+   * @param why what showed that the lock is gone
+   * @param options the standard error options, such as `cause`
+   */
+  constructor(lock: string, why: string, options?: ErrorOptions) {
+    super(`Lock '${lock}' was lost: ${why}`, options);
+    this.name = "LockLostError";
+    this.lock = lock;
+  }
+}
+
+/**
+ * The backend could not be reached or answered with an error. The message
+ * never contains credentials.
+ *
+ * @example
+ * ```ts
+ * import { BackendUnavailableError } from "../mod.ts";
+ * const error = new BackendUnavailableError("redis://db:6379", "connection refused");
+ * console.log(error.message); // Backend 'redis://db:6379' is unavailable: connection refused
+ * ```
+ */
+export class BackendUnavailableError extends Error {
+  /** The backend's URI, with secrets redacted. */
+  readonly backend: string;
+
+  /**
+   * @param backend the backend's URI, already redacted
+   * @param why what went wrong, without credentials
+   * @param options the standard error options, such as `cause`
+   */
+  constructor(backend: string, why: string, options?: ErrorOptions) {
+    super(`Backend '${backend}' is unavailable: ${why}`, options);
+    this.name = "BackendUnavailableError";
+    this.backend = backend;
+  }
+}

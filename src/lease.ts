@@ -1,0 +1,295 @@
+/**
+ * The lock lifecycle, written once for every backend: the wait loop, the
+ * renewal timer, the local lost-lock deadline and guard time on release.
+ *
+ * @module
+ */
+
+import type { Backend, Claim, LockRequest } from "./backend.ts";
+import {
+  BackendUnavailableError,
+  LockHeldError,
+  LockLostError,
+} from "./errors.ts";
+import {
+  type CheckedOptions,
+  checkOptions,
+  type LockOptions,
+} from "./options.ts";
+import { abortableDelay, withTimeout } from "./timing.ts";
+
+/**
+ * A held lock. It is NOT safe to assume that the lock is held until
+ * `release()`: `signal` aborts, with a {@linkcode LockLostError} as its
+ * reason, as soon as the lock is known or feared lost.
+ *
+ * @example
+ * ```ts
+ * import { acquire, file } from "../mod.ts";
+ * await using lease = await acquire({ backend: file(), lock: "report", guardTime: 0 });
+ * lease.signal.throwIfAborted();
+ * console.log(`running as ${lease.owner} with token ${lease.token}`);
+ * ```
+ */
+export interface Lease extends AsyncDisposable {
+  /** The lock name. */
+  readonly name: string;
+  /** The node name that holds it. */
+  readonly node: string;
+  /** This acquisition's unique owner id, as stored on the backend. */
+  readonly owner: string;
+  /** The fencing token: strictly increasing per lock name. */
+  readonly token: bigint;
+  /** Aborts when the lock is lost; its reason is a `LockLostError`. */
+  readonly signal: AbortSignal;
+  /**
+   * Gives the lock back, keeping it held until the guard time has passed.
+   * Never rejects: a failed release only means the lock expires by its TTL,
+   * and that is logged.
+   */
+  release(): Promise<void>;
+}
+
+const POLL_FIRST_MS = 25;
+const POLL_MAX_MS = 500;
+/** Notifications miss expiries (guard time), so notified waiters still poll. */
+const NOTIFIED_POLL_MS = 1_000;
+
+function randomSuffix(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(6));
+  return Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join(
+    "",
+  );
+}
+
+/**
+ * Takes a lock, waiting up to `waitTimeout` seconds, and keeps it renewed
+ * until released. Rejects with {@linkcode LockHeldError} when the lock is
+ * held by another owner (at once, or after the wait), with
+ * {@linkcode BackendUnavailableError} when the backend can't be reached, and
+ * with the signal's reason when `signal` aborts the wait.
+ *
+ * @example
+ * ```ts
+ * import { acquire, file } from "../mod.ts";
+ * await using lease = await acquire({ backend: file(), lock: "report", guardTime: 0 });
+ * console.log(lease.token > 0n); // true
+ * ```
+ */
+export async function acquire(options: LockOptions): Promise<Lease> {
+  const checked = checkOptions(options);
+  const { backend, lock, node, signal, log } = checked;
+  signal?.throwIfAborted();
+  const attempt = new AbortController();
+  const onAbort = () => attempt.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  const request: LockRequest = {
+    name: lock,
+    owner: `${node}:${Deno.pid}:${randomSuffix()}`,
+    node,
+    expiresInMs: Math.max(checked.ttlMs, checked.guardMs),
+    guardMs: checked.guardMs,
+    wait: checked.waitMs > 0,
+    signal: attempt.signal,
+  };
+  const giveUpAt = performance.now() + checked.waitMs;
+  let pollMs = POLL_FIRST_MS;
+  try {
+    for (let tries = 1;; tries++) {
+      const sentAt = performance.now();
+      const claim = await attemptOnce(backend, request, checked);
+      if (claim) {
+        log(
+          "debug",
+          `Lock '${lock}' acquired after ${tries} attempt(s) with fencing token ${claim.token}`,
+        );
+        return startLease(claim, request, sentAt, checked);
+      }
+      const remaining = giveUpAt - performance.now();
+      if (remaining <= 0) {
+        throw new LockHeldError(lock, checked.waitMs > 0);
+      }
+      if (tries === 1) {
+        log(
+          "debug",
+          `Lock '${lock}' is held; waiting up to ${remaining / 1000} s`,
+        );
+      }
+      await waitForChange(
+        backend,
+        request,
+        Math.min(remaining, pollMs),
+        signal,
+      );
+      pollMs = Math.min(POLL_MAX_MS, pollMs * 1.5);
+    }
+  } catch (error) {
+    attempt.abort(error);
+    throw signal?.aborted ? signal.reason : error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+}
+
+async function attemptOnce(
+  backend: Backend,
+  request: LockRequest,
+  checked: CheckedOptions,
+): Promise<Claim | undefined> {
+  const pending = backend.tryAcquire(request);
+  try {
+    return await withTimeout(pending, checked.timeoutMs, request.signal);
+  } catch (error) {
+    // A claim that arrives after we gave up must not hold the lock until TTL.
+    pending.then((late) => late?.release(0), () => {});
+    if (request.signal.aborted) throw request.signal.reason;
+    if (error instanceof BackendUnavailableError) throw error;
+    throw new BackendUnavailableError(
+      backend.displayUri,
+      error instanceof DOMException && error.name === "TimeoutError"
+        ? `no answer within ${checked.timeoutMs / 1000} s`
+        : (error as Error).message,
+      { cause: error },
+    );
+  }
+}
+
+async function waitForChange(
+  backend: Backend,
+  request: LockRequest,
+  pollMs: number,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const notify = backend.waitForChange;
+  const bound = notify ? Math.max(pollMs, NOTIFIED_POLL_MS) : pollMs;
+  const jittered = bound * (0.8 + Math.random() * 0.4);
+  const timeout = AbortSignal.timeout(jittered);
+  const stop = signal ? AbortSignal.any([timeout, signal]) : timeout;
+  if (!notify) {
+    await abortableDelay(jittered, stop).catch(() => {});
+  } else {
+    try {
+      await notify.call(backend, request, stop);
+    } catch (error) {
+      if (!stop.aborted) {
+        // A broken notification channel is not fatal: the next attempt tells.
+        await abortableDelay(jittered, stop).catch(() => {});
+        void error;
+      }
+    }
+  }
+  signal?.throwIfAborted();
+}
+
+function startLease(
+  claim: Claim,
+  request: LockRequest,
+  acquiredAt: number,
+  checked: CheckedOptions,
+): Lease {
+  const { lock, ttlMs, guardMs, marginMs, log, timeoutMs } = checked;
+  const lost = new AbortController();
+  const renewing = new AbortController();
+  const guardEndsAt = acquiredAt + guardMs;
+  let renewTimer: ReturnType<typeof setTimeout> | undefined;
+  let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  let released: Promise<void> | undefined;
+
+  const lose = (why: string, cause?: unknown) => {
+    if (lost.signal.aborted || released) return;
+    const error = new LockLostError(lock, why, { cause });
+    log("error", error.message);
+    lost.abort(error);
+    stopTimers();
+  };
+  const stopTimers = () => {
+    clearTimeout(renewTimer);
+    clearTimeout(deadlineTimer);
+    renewing.abort();
+  };
+  const armDeadline = (confirmedSentAt: number) => {
+    clearTimeout(deadlineTimer);
+    const due = confirmedSentAt + ttlMs - marginMs - performance.now();
+    deadlineTimer = setTimeout(
+      () =>
+        lose(
+          `no renewal was confirmed within ${(ttlMs - marginMs) / 1000} s`,
+        ),
+      Math.max(0, due),
+    );
+  };
+  const renew = async () => {
+    const sentAt = performance.now();
+    const expiresInMs = Math.max(ttlMs, guardEndsAt - sentAt);
+    try {
+      await claim.renew(
+        expiresInMs,
+        AbortSignal.any([
+          renewing.signal,
+          AbortSignal.timeout(Math.min(timeoutMs, ttlMs / 3)),
+        ]),
+      );
+      if (renewing.signal.aborted) return;
+      armDeadline(sentAt);
+      schedule(ttlMs / 3);
+    } catch (error) {
+      if (renewing.signal.aborted) return;
+      if (error instanceof LockLostError) {
+        lose("the backend refused the renewal", error);
+        return;
+      }
+      log(
+        "warning",
+        `Renewing lock '${lock}' failed, retrying: ${(error as Error).message}`,
+      );
+      schedule(Math.min(ttlMs / 10, 1_000));
+    }
+  };
+  const schedule = (delayMs: number) => {
+    renewTimer = setTimeout(renew, delayMs);
+  };
+  const onBackendLoss = () =>
+    lose("the backend reported it gone", claim.lost?.reason);
+
+  armDeadline(acquiredAt);
+  schedule(ttlMs / 3);
+  if (claim.lost?.aborted) onBackendLoss();
+  claim.lost?.addEventListener("abort", onBackendLoss, { once: true });
+
+  const release = (): Promise<void> => {
+    released ??= (async () => {
+      stopTimers();
+      claim.lost?.removeEventListener("abort", onBackendLoss);
+      const holdMs = Math.max(0, guardEndsAt - performance.now());
+      try {
+        await claim.release(holdMs);
+        log(
+          "debug",
+          holdMs > 0
+            ? `Lock '${lock}' released, held ${
+              Math.ceil(holdMs) / 1000
+            } s more for the guard time`
+            : `Lock '${lock}' released`,
+        );
+      } catch (error) {
+        log(
+          lost.signal.aborted ? "debug" : "warning",
+          `Releasing lock '${lock}' failed; it expires by its TTL: ${
+            (error as Error).message
+          }`,
+        );
+      }
+    })();
+    return released;
+  };
+
+  return {
+    name: lock,
+    node: request.node,
+    owner: request.owner,
+    token: claim.token,
+    signal: lost.signal,
+    release,
+    [Symbol.asyncDispose]: release,
+  };
+}
