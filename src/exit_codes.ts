@@ -1,0 +1,24 @@
+/**
+ * The CLI's exit codes, from sysexits.h where one fits. The README's table
+ * lists them; the conflict code is a setting (default 0, as in the original).
+ *
+ * @module
+ */
+
+/** The fixed exit codes. */
+export const EXIT = {
+  /** Bad flags or arguments (EX_USAGE). */
+  usage: 64,
+  /** The backend can't be reached or failed (EX_UNAVAILABLE). */
+  unavailable: 69,
+  /** A bug in coolock (EX_SOFTWARE). */
+  software: 70,
+  /** The lock was lost while the command ran (EX_TEMPFAIL). */
+  lost: 75,
+  /** A bad config file or environment variable (EX_CONFIG). */
+  config: 78,
+  /** The command exists but can't be run, as in the shell. */
+  cannotExecute: 126,
+  /** The command was not found, as in the shell. */
+  notFound: 127,
+} as const;
