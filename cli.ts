@@ -171,11 +171,11 @@ function commandLine(parsed: Parsed): string[] {
   return ["/bin/sh", "-c", parsed.command[0]];
 }
 
-function backendOf(settings: Settings, logger: Logger | undefined): Backend {
+function backendOf(settings: Settings, logger: Logger): Backend {
   const { value, origin } = settings.backend;
   if (value === undefined) {
     const backend = file();
-    logger?.info(
+    logger.info(
       `No backend configured: using the embedded file backend in '${backend.displayUri}', which coordinates this host only`,
     );
     return backend;
@@ -238,11 +238,11 @@ export async function main(
     if (parsed.exitWith !== undefined) return parsed.exitWith;
     const { settings, files } = await loadSettings(parsed.flags);
     if (parsed.printConfig) {
-      const backend = backendOf(settings, undefined);
+      const fallback = settings.backend.value === undefined
+        ? file().displayUri
+        : "";
       Deno.stdout.writeSync(
-        new TextEncoder().encode(
-          printSettings(settings, files, backend.displayUri),
-        ),
+        new TextEncoder().encode(printSettings(settings, files, fallback)),
       );
       return 0;
     }

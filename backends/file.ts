@@ -14,6 +14,7 @@ import {
   type LockRequest,
 } from "../src/backend.ts";
 import { encodeLockName } from "../src/names.ts";
+import { redactUri } from "../src/uri.ts";
 
 interface Stamp {
   owner: string;
@@ -37,11 +38,15 @@ function dirOf(location: string | URL | undefined): string {
       url.protocol !== "file:" || (url.host !== "" && url.host !== "localhost")
     ) {
       throw new TypeError(
-        `File backend URI '${url.href}' must be file:///absolute/dir`,
+        `File backend URI '${
+          redactUri(url.href)
+        }' must be file:///absolute/dir`,
       );
     }
     if (url.search !== "") {
-      throw new TypeError(`File backend URI '${url.href}' takes no query`);
+      throw new TypeError(
+        `File backend URI '${redactUri(url.href)}' takes no query`,
+      );
     }
     return decodeURIComponent(url.pathname);
   }
@@ -82,7 +87,10 @@ class FileClaim implements Claim {
     private readonly onClose: () => void,
   ) {}
 
+  #released = false;
+
   async #checkOwned(): Promise<Stamp> {
+    if (this.#released) throw new LockLostError(this.name, "it was released");
     const stamp = await readStamp(this.lockFile);
     if (
       !(await sameFile(this.path, this.lockFile)) || stamp?.owner !== this.owner
@@ -100,6 +108,7 @@ class FileClaim implements Claim {
   }
 
   async release(holdMs: number): Promise<void> {
+    if (this.#released) return;
     try {
       const stamp = await this.#checkOwned();
       await writeStamp(this.lockFile, {
@@ -107,6 +116,7 @@ class FileClaim implements Claim {
         guardUntil: Date.now() + holdMs,
       });
     } finally {
+      this.#released = true;
       this.lockFile.close();
       this.onClose();
     }

@@ -14,9 +14,9 @@ import { EXIT } from "./exit_codes.ts";
 const WATCHDOG = `trap '' INT TERM HUP QUIT
 read -r word
 [ "$word" = done ] && exit 0
-kill -TERM -- "-$1" 2>/dev/null || exit 0
+kill -TERM "-$1" 2>/dev/null || exit 0
 sleep "$2"
-kill -KILL -- "-$1" 2>/dev/null
+kill -KILL "-$1" 2>/dev/null
 exit 0`;
 
 /** The command could not be started: exit code and one line for stderr. */
