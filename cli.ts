@@ -171,15 +171,9 @@ function commandLine(parsed: Parsed): string[] {
   return ["/bin/sh", "-c", parsed.command[0]];
 }
 
-function backendOf(settings: Settings, logger: Logger): Backend {
+function backendOf(settings: Settings): Backend {
   const { value, origin } = settings.backend;
-  if (value === undefined) {
-    const backend = file();
-    logger.info(
-      `No backend configured: using the embedded file backend in '${backend.displayUri}', which coordinates this host only`,
-    );
-    return backend;
-  }
+  if (value === undefined) return file();
   try {
     return openBackend(String(value));
   } catch (error) {
@@ -248,6 +242,8 @@ export async function main(
     }
     const command = commandLine(parsed);
     checkNames(settings);
+    await using backend = backendOf(settings);
+    checkTimes(settings, backend);
     const logFile = String(settings["log-file"].value);
     logger = new Logger({
       file: logFile === "-" ? undefined : logFile,
@@ -255,8 +251,11 @@ export async function main(
       maxSize: Number(settings["log-max-size"].value),
       copies: Number(settings["rotate-log-copies"].value),
     });
-    await using backend = backendOf(settings, logger);
-    checkTimes(settings, backend);
+    if (settings.backend.value === undefined) {
+      logger.info(
+        `No backend configured: using the embedded file backend in '${backend.displayUri}', which coordinates this host only`,
+      );
+    }
     logger.debug(
       `Using backend '${backend.displayUri}' as node '${settings.node.value}'`,
     );

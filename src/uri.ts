@@ -87,25 +87,13 @@ export function isSecretParam(name: string): boolean {
  * ```
  */
 export function redactUri(uri: string): string {
-  const schemeEnd = uri.indexOf("://");
-  let result = uri;
-  if (schemeEnd >= 0) {
-    const authorityStart = schemeEnd + 3;
-    const rest = uri.slice(authorityStart);
-    const authorityEnd = rest.search(/[/?#]/);
-    const authority = authorityEnd < 0 ? rest : rest.slice(0, authorityEnd);
-    const at = authority.lastIndexOf("@");
-    if (at >= 0) {
-      const userinfo = authority.slice(0, at);
-      const colon = userinfo.indexOf(":");
-      const redacted = colon >= 0
-        ? `${userinfo.slice(0, colon)}:***`
-        : userinfo;
-      result = uri.slice(0, authorityStart) + redacted +
-        rest.slice(at);
-    }
-  }
-  return result.replace(
+  // Greedy up to the last "@" before the query: an unencoded "@" or "/" in a
+  // password still ends up behind the stars.
+  const withoutPassword = uri.replace(
+    /^([a-zA-Z][a-zA-Z0-9+.-]*:\/*)([^:@/?#]*):([^?#]*)@/,
+    "$1$2:***@",
+  );
+  return withoutPassword.replace(
     /([?&])([^=&#]+)=([^&#]*)/g,
     (whole, separator: string, name: string) =>
       isSecretParam(safeDecode(name)) ? `${separator}${name}=***` : whole,

@@ -12,7 +12,7 @@ import { redactUri } from "../uri.ts";
 
 function yamlScalar(value: string | number): string {
   if (typeof value === "number") return String(value);
-  return /^[A-Za-z0-9_./:@*+=-][A-Za-z0-9_./:@*+=, -]*$/.test(value) &&
+  return /^[A-Za-z0-9_./:@*+=?&%~-][A-Za-z0-9_./:@*+=?&%~, -]*$/.test(value) &&
       !/[:\s]$/.test(value) &&
       !/: /.test(value)
     ? value
