@@ -35,7 +35,6 @@ export function assertMatch(
   }
 }
 
-// deno-lint-ignore no-explicit-any
 export async function assertRejects<E extends Error = Error>(
   fn: () => Promise<unknown>,
   // deno-lint-ignore no-explicit-any

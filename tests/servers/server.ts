@@ -113,18 +113,27 @@ export async function run(
   args: string[],
   options: Deno.CommandOptions = {},
 ): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped", ...options })
+  const out = await new Deno.Command(cmd, {
+    args,
+    stdout: "piped",
+    stderr: "piped",
+    ...options,
+  })
     .output();
   if (!out.success) {
     throw new Error(
-      `'${cmd} ${args.join(" ")}' failed (${out.code}): ${new TextDecoder().decode(out.stderr)}`,
+      `'${cmd} ${args.join(" ")}' failed (${out.code}): ${
+        new TextDecoder().decode(out.stderr)
+      }`,
     );
   }
   return new TextDecoder().decode(out.stdout);
 }
 
 function required(kind: string): boolean {
-  const wanted = (Deno.env.get("COOLOCK_TEST_REQUIRE") ?? "").split(",").map((s) => s.trim());
+  const wanted = (Deno.env.get("COOLOCK_TEST_REQUIRE") ?? "").split(",").map((
+    s,
+  ) => s.trim());
   return wanted.includes("all") || wanted.includes(kind);
 }
 
@@ -180,7 +189,9 @@ async function launch(
   void child.status.then(() => exited = true);
   while (!(await recipe.ready(dir, ports))) {
     if (exited || Date.now() > deadline) {
-      const output = await Deno.readTextFile(`${dir}/server.log`).catch(() => "");
+      const output = await Deno.readTextFile(`${dir}/server.log`).catch(() =>
+        ""
+      );
       try {
         child.kill("SIGKILL");
       } catch { /* gone */ }
@@ -232,7 +243,9 @@ const shared = new Map<string, Promise<TestServer>>();
  * `undefined` where the server can't run here (the tests then skip, unless
  * `COOLOCK_TEST_REQUIRE` requires it).
  */
-export function sharedServer(recipe: ServerRecipe): Promise<TestServer | undefined> {
+export function sharedServer(
+  recipe: ServerRecipe,
+): Promise<TestServer | undefined> {
   if (!available(recipe)) return Promise.resolve(undefined);
   let server = shared.get(recipe.kind);
   if (!server) {
