@@ -46,7 +46,8 @@ file backend, which coordinates this host only.
 
 Exit codes: the command's own code (128+N when it died by signal N); the
 conflict code (default 0) when the lock was not acquired; 64 usage error;
-69 backend unavailable; 70 internal error; 75 lock lost; 78 bad config;
+69 backend unavailable; 70 internal error; 75 lock lost; 77 a Deno
+permission missing; 78 bad config;
 126 command not executable; 127 command not found.`;
 
 interface Parsed {
@@ -277,6 +278,10 @@ export async function main(
     if (error instanceof InputError) {
       fail(sink, error.message);
       return error.exitCode;
+    }
+    if (error instanceof Deno.errors.NotCapable) {
+      fail(sink, `A Deno permission is missing: ${error.message}`);
+      return EXIT.noPermission;
     }
     if (error instanceof TypeError || error instanceof RangeError) {
       fail(sink, error.message);

@@ -27,6 +27,8 @@ function defaultDir(): string {
   const home = Deno.env.get("HOME");
   if (state) return `${state}/coolock`;
   if (home) return `${home}/.local/state/coolock`;
+  const local = Deno.env.get("LOCALAPPDATA");
+  if (local) return `${local}\\coolock`;
   return `/tmp/coolock-${Deno.uid() ?? "user"}`;
 }
 
@@ -48,7 +50,11 @@ function dirOf(location: string | URL | undefined): string {
         `File backend URI '${redactUri(url.href)}' takes no query`,
       );
     }
-    return decodeURIComponent(url.pathname);
+    const path = decodeURIComponent(url.pathname);
+    // file:///C:/locks names C:/locks, not /C:/locks.
+    return Deno.build.os === "windows" && /^\/[A-Za-z]:/.test(path)
+      ? path.slice(1)
+      : path;
   }
   if (location === "") {
     throw new TypeError("File backend directory must not be empty");

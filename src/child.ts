@@ -11,13 +11,39 @@
 
 import { EXIT } from "./exit_codes.ts";
 
+/** Process groups, sessions and /bin/sh exist; on Windows only the child itself is signalled. */
+const POSIX = Deno.build.os !== "windows";
+
+// Started before the job, so that no moment exists in which the job runs
+// unguarded: the first line is the job's process group, then "done" or EOF.
 const WATCHDOG = `trap '' INT TERM HUP QUIT
+read -r group || exit 0
 read -r word
 [ "$word" = done ] && exit 0
-kill -TERM "-$1" 2>/dev/null || exit 0
-sleep "$2"
-kill -KILL "-$1" 2>/dev/null
+kill -TERM "-$group" 2>/dev/null || exit 0
+sleep "$1"
+kill -KILL "-$group" 2>/dev/null
 exit 0`;
+
+function startWatchdog(
+  killAfterMs: number,
+): WritableStreamDefaultWriter<Uint8Array> | undefined {
+  if (!POSIX) return undefined;
+  try {
+    const watchdog = new Deno.Command("/bin/sh", {
+      args: ["-c", WATCHDOG, "coolock-watchdog", String(killAfterMs / 1000)],
+      stdin: "piped",
+      stdout: "null",
+      stderr: "null",
+      detached: true,
+    }).spawn();
+    watchdog.unref();
+    return watchdog.stdin.getWriter();
+  } catch {
+    // Without /bin/sh the job still runs; only the SIGKILL guard is gone.
+    return undefined;
+  }
+}
 
 /** The command could not be started: exit code and one line for stderr. */
 export class SpawnError extends Error {
@@ -28,6 +54,7 @@ export class SpawnError extends Error {
 }
 
 function groupAlive(pgid: number): boolean {
+  if (!POSIX) return false;
   try {
     Deno.kill(-pgid, "SIGCONT");
     return true;
@@ -39,33 +66,20 @@ function groupAlive(pgid: number): boolean {
 /** A running command and its watchdog. */
 export class Supervised {
   readonly #child: Deno.ChildProcess;
-  readonly #watchdog: Deno.ChildProcess | undefined;
   readonly #disarm: WritableStreamDefaultWriter<Uint8Array> | undefined;
   /** Resolves the command's exit status. */
   readonly status: Promise<Deno.CommandStatus>;
 
-  private constructor(child: Deno.ChildProcess, killAfterMs: number) {
+  private constructor(
+    child: Deno.ChildProcess,
+    disarm: WritableStreamDefaultWriter<Uint8Array> | undefined,
+  ) {
     this.#child = child;
     this.status = child.status;
-    try {
-      this.#watchdog = new Deno.Command("/bin/sh", {
-        args: [
-          "-c",
-          WATCHDOG,
-          "coolock-watchdog",
-          String(child.pid),
-          String(killAfterMs / 1000),
-        ],
-        stdin: "piped",
-        stdout: "null",
-        stderr: "null",
-        detached: true,
-      }).spawn();
-      this.#watchdog.unref();
-      this.#disarm = this.#watchdog.stdin.getWriter();
-    } catch {
-      // Without /bin/sh the job still runs; only the SIGKILL guard is gone.
-    }
+    this.#disarm = disarm;
+    void disarm?.write(new TextEncoder().encode(`${child.pid}\n`)).catch(
+      () => {},
+    );
   }
 
   /**
@@ -78,6 +92,7 @@ export class Supervised {
     killAfterMs: number,
   ): Supervised {
     const [command, ...args] = argv;
+    const watchdog = startWatchdog(killAfterMs);
     try {
       const child = new Deno.Command(command, {
         args,
@@ -85,10 +100,11 @@ export class Supervised {
         stdin: "inherit",
         stdout: "inherit",
         stderr: "inherit",
-        detached: true,
+        detached: POSIX,
       }).spawn();
-      return new Supervised(child, killAfterMs);
+      return new Supervised(child, watchdog);
     } catch (error) {
+      void watchdog?.close().catch(() => {});
       if (error instanceof Deno.errors.NotFound) {
         throw new SpawnError(`Command '${command}' not found`, EXIT.notFound);
       }
@@ -113,8 +129,14 @@ export class Supervised {
   /** Sends a signal to the command's whole process group. */
   signal(signal: Deno.Signal): void {
     try {
-      Deno.kill(-this.#child.pid, signal);
+      if (POSIX) Deno.kill(-this.#child.pid, signal);
+      else this.#child.kill(signal);
     } catch { /* the group is gone */ }
+  }
+
+  /** Whether a watchdog ends the command if coolock itself is killed. */
+  get guarded(): boolean {
+    return this.#disarm !== undefined;
   }
 
   /**

@@ -25,6 +25,8 @@ export class LockHeldError extends Error {
   readonly waited: boolean;
 
   /**
+   * Makes the error for a lock that was held, or waited for in vain.
+   *
    * @param lock the lock name
    * @param waited whether the attempt waited before giving up
    * @param options the standard error options, such as `cause`
@@ -58,6 +60,8 @@ export class LockLostError extends Error {
   readonly lock: string;
 
   /**
+   * Makes the error for a lock that is gone.
+   *
    * @param lock the lock name
    * @param why what showed that the lock is gone
    * @param options the standard error options, such as `cause`
@@ -85,6 +89,8 @@ export class BackendUnavailableError extends Error {
   readonly backend: string;
 
   /**
+   * Makes the error for a backend that can't be reached or failed.
+   *
    * @param backend the backend's URI, already redacted
    * @param why what went wrong, without credentials
    * @param options the standard error options, such as `cause`

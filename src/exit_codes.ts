@@ -15,6 +15,8 @@ export const EXIT = {
   software: 70,
   /** The lock was lost while the command ran (EX_TEMPFAIL). */
   lost: 75,
+  /** Deno was not given a permission that coolock needs (EX_NOPERM). */
+  noPermission: 77,
   /** A bad config file or environment variable (EX_CONFIG). */
   config: 78,
   /** The command exists but can't be run, as in the shell. */

@@ -103,7 +103,12 @@ export async function acquire(options: LockOptions): Promise<Lease> {
           "debug",
           `Lock '${lock}' acquired after ${tries} attempt(s) with fencing token ${claim.token}`,
         );
-        return startLease(claim, request, sentAt, checked);
+        return startLease(
+          claim,
+          request,
+          Math.max(sentAt, claim.leaseSentAt ?? sentAt),
+          checked,
+        );
       }
       const remaining = giveUpAt - performance.now();
       if (remaining <= 0) {
@@ -143,7 +148,10 @@ async function attemptOnce(
     // A claim that arrives after we gave up must not hold the lock until TTL.
     pending.then((late) => late?.release(0), () => {});
     if (request.signal.aborted) throw request.signal.reason;
-    if (error instanceof BackendUnavailableError) throw error;
+    if (
+      error instanceof BackendUnavailableError ||
+      error instanceof Deno.errors.NotCapable
+    ) throw error;
     throw new BackendUnavailableError(
       backend.displayUri,
       error instanceof DOMException && error.name === "TimeoutError"
@@ -252,7 +260,9 @@ function startLease(
     lose("the backend reported it gone", claim.lost?.reason);
 
   armDeadline(acquiredAt);
-  schedule(ttlMs / 3);
+  // A slow first attempt leaves less than a full period before the deadline.
+  const untilDeadline = acquiredAt + ttlMs - marginMs - performance.now();
+  schedule(Math.max(0, Math.min(ttlMs / 3, untilDeadline / 2)));
   if (claim.lost?.aborted) onBackendLoss();
   claim.lost?.addEventListener("abort", onBackendLoss, { once: true });
 

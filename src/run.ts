@@ -69,11 +69,13 @@ export async function runLocked(plan: RunPlan): Promise<number> {
       waiting.abort(new Error(`Received ${signal}`));
     }
   };
-  const listeners = FORWARDED.map((signal) =>
-    [signal, () => onSignal(signal)] as const
-  );
-  for (const [signal, listener] of listeners) {
-    Deno.addSignalListener(signal, listener);
+  const listeners: Array<[Deno.Signal, () => void]> = [];
+  for (const signal of FORWARDED) {
+    const listener = () => onSignal(signal);
+    try {
+      Deno.addSignalListener(signal, listener);
+      listeners.push([signal, listener]);
+    } catch { /* Windows has only SIGINT and SIGBREAK */ }
   }
   try {
     let lease: Lease;
@@ -137,6 +139,11 @@ async function runUnder(
     return error.exitCode;
   }
   started(child);
+  if (!child.guarded && Deno.build.os !== "windows") {
+    logger.warning(
+      "Can't start the /bin/sh watchdog: if coolock is killed, the command will run on unguarded",
+    );
+  }
   logger.debug(
     `Running ${JSON.stringify(plan.command)} as process group ${child.pid}`,
   );

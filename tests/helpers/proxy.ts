@@ -34,7 +34,7 @@ export function startProxy(targetPort: number): Proxy {
       }
     } catch { /* a side closed */ }
     try {
-      to.closeWrite();
+      await to.closeWrite();
     } catch { /* closed */ }
   };
 

@@ -227,6 +227,8 @@ export async function startServer(recipe: ServerRecipe): Promise<TestServer> {
       try {
         Deno.kill(child.pid, "SIGKILL");
       } catch { /* already gone */ }
+      // An unref'd child's status alone doesn't keep the event loop alive.
+      child.ref();
       await gone;
     },
     async restart() {
