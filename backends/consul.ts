@@ -309,6 +309,10 @@ class ConsulBackend implements Backend {
     );
   }
 
+  async connect(): Promise<void> {
+    await this.#connect();
+  }
+
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
     const { name, owner, signal } = request;
     const key = consulKey(name);

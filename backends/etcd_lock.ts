@@ -243,19 +243,23 @@ export class EtcdBackend implements Backend {
     /** The URI scheme, such as `etcd` or `etcd3+https`. */
     readonly scheme: string,
     private readonly config: EtcdConfig,
-    private readonly connect: () => Promise<EtcdOps>,
+    private readonly open: () => Promise<EtcdOps>,
   ) {
     this.displayUri = config.uri.display;
   }
 
   #client(): Promise<EtcdOps> {
     if (this.#closed) throw new TypeError("The etcd backend is closed");
-    return this.#ops ??= this.connect();
+    return this.#ops ??= this.open();
   }
 
   #bound(signal?: AbortSignal): AbortSignal {
     const timeout = AbortSignal.timeout(this.config.timeoutMs);
     return signal ? AbortSignal.any([signal, timeout]) : timeout;
+  }
+
+  async connect(): Promise<void> {
+    await this.#client();
   }
 
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {

@@ -304,6 +304,10 @@ class ZooKeeperBackend implements Backend {
     }
   }
 
+  async connect(request: LockRequest): Promise<void> {
+    await this.#sessionFor(request);
+  }
+
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
     request.signal.throwIfAborted();
     const session = await this.#sessionFor(request);

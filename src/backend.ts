@@ -154,6 +154,12 @@ export interface Backend extends AsyncDisposable {
   /** What this backend offers beyond the contract. */
   readonly capabilities: BackendCapabilities;
   /**
+   * Loads the client and connects, ahead of the first attempt, so that the
+   * lifecycle's lost-lock deadline doesn't count start-up time against the
+   * lease. Optional; `tryAcquire` must connect by itself anyway.
+   */
+  connect?(request: LockRequest): Promise<void>;
+  /**
    * One attempt: resolves a claim when the lock was free, or `undefined` at
    * once when another owner holds it. Rejects with
    * {@linkcode BackendUnavailableError} when the server can't be reached in

@@ -95,6 +95,9 @@ export async function acquire(options: LockOptions): Promise<Lease> {
   const giveUpAt = performance.now() + checked.waitMs;
   let pollMs = POLL_FIRST_MS;
   try {
+    if (backend.connect) {
+      await bounded(backend, backend.connect(request), request, checked);
+    }
     for (let tries = 1;; tries++) {
       const sentAt = performance.now();
       const claim = await attemptOnce(backend, request, checked);
@@ -143,10 +146,24 @@ async function attemptOnce(
 ): Promise<Claim | undefined> {
   const pending = backend.tryAcquire(request);
   try {
-    return await withTimeout(pending, checked.timeoutMs, request.signal);
+    return await bounded(backend, pending, request, checked);
   } catch (error) {
     // A claim that arrives after we gave up must not hold the lock until TTL.
     pending.then((late) => late?.release(0), () => {});
+    throw error;
+  }
+}
+
+/** Bounds a backend call in time, and says "unavailable" for its failures. */
+async function bounded<T>(
+  backend: Backend,
+  call: Promise<T>,
+  request: LockRequest,
+  checked: CheckedOptions,
+): Promise<T> {
+  try {
+    return await withTimeout(call, checked.timeoutMs, request.signal);
+  } catch (error) {
     if (request.signal.aborted) throw request.signal.reason;
     if (
       error instanceof BackendUnavailableError ||

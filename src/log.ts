@@ -45,6 +45,23 @@ function asctime(date: Date): string {
     pad(date.getMilliseconds(), 3);
 }
 
+/**
+ * One `write` of a whole line. `mode` applies only when the file is created:
+ * `Deno.writeFileSync` would chmod an existing file, even `/dev/null`.
+ */
+function appendLine(file: string, bytes: Uint8Array): void {
+  const handle = Deno.openSync(file, {
+    append: true,
+    create: true,
+    mode: 0o640,
+  });
+  try {
+    handle.writeSync(bytes);
+  } finally {
+    handle.close();
+  }
+}
+
 /** A logger that writes whole lines, one `write` each, so processes can share a file. */
 export class Logger {
   readonly #threshold: number;
@@ -88,11 +105,7 @@ export class Logger {
     if (this.#file !== undefined) {
       try {
         this.#rotateIfNeeded(this.#file, bytes.length);
-        Deno.writeFileSync(this.#file, bytes, {
-          append: true,
-          create: true,
-          mode: 0o640,
-        });
+        appendLine(this.#file, bytes);
         return;
       } catch (error) {
         this.#fallBack(this.#file, error);
@@ -105,11 +118,7 @@ export class Logger {
 
   #probe(file: string): void {
     try {
-      Deno.writeFileSync(file, new Uint8Array(), {
-        append: true,
-        create: true,
-        mode: 0o640,
-      });
+      appendLine(file, new Uint8Array());
     } catch (error) {
       this.#fallBack(file, error);
     }
