@@ -58,7 +58,7 @@ const fixture: ContractFixture | undefined = server && {
   uriWithSecret: (secret) => `etcd3://root:${secret}@127.0.0.1:${server.port}`,
   unreachableUri: uriAt(freePort()),
   open: (uri = uriAt(server.port)) => etcd3(uri),
-  ttl: 10,
+  ttl: 3,
   server,
   remove: (lock) => etcdDeletePrefix(server.port, prefixOf(lock)),
 };
