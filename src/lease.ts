@@ -52,8 +52,6 @@ export interface Lease extends AsyncDisposable {
 
 const POLL_FIRST_MS = 25;
 const POLL_MAX_MS = 500;
-/** Notifications miss expiries (guard time), so notified waiters still poll. */
-const NOTIFIED_POLL_MS = 1_000;
 
 function randomSuffix(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(6));
@@ -186,8 +184,9 @@ async function waitForChange(
   signal: AbortSignal | undefined,
 ): Promise<void> {
   const notify = backend.waitForChange;
-  const bound = notify ? Math.max(pollMs, NOTIFIED_POLL_MS) : pollMs;
-  const jittered = bound * (0.8 + Math.random() * 0.4);
+  // Notifications miss expiries (a dead holder, guard time), so notified
+  // waiters poll on the same schedule as the others.
+  const jittered = pollMs * (0.8 + Math.random() * 0.4);
   const timeout = AbortSignal.timeout(jittered);
   const stop = signal ? AbortSignal.any([timeout, signal]) : timeout;
   if (!notify) {
