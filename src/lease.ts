@@ -183,25 +183,15 @@ async function waitForChange(
   pollMs: number,
   signal: AbortSignal | undefined,
 ): Promise<void> {
-  const notify = backend.waitForChange;
   // Notifications miss expiries (a dead holder, guard time), so notified
   // waiters poll on the same schedule as the others.
   const jittered = pollMs * (0.8 + Math.random() * 0.4);
   const timeout = AbortSignal.timeout(jittered);
   const stop = signal ? AbortSignal.any([timeout, signal]) : timeout;
-  if (!notify) {
-    await abortableDelay(jittered, stop).catch(() => {});
-  } else {
-    try {
-      await notify.call(backend, request, stop);
-    } catch (error) {
-      if (!stop.aborted) {
-        // A broken notification channel is not fatal: the next attempt tells.
-        await abortableDelay(jittered, stop).catch(() => {});
-        void error;
-      }
-    }
-  }
+  const delay = () => abortableDelay(jittered, stop);
+  // A broken notification channel is not fatal: the next attempt tells.
+  const notified = backend.waitForChange?.(request, stop).catch(delay);
+  await (notified ?? delay()).catch(() => {});
   signal?.throwIfAborted();
 }
 

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { defaultNode } from "../options.ts";
+
 /** The value types a setting can have. */
 export type Value = string | number;
 
@@ -153,13 +155,7 @@ export const KEYS: readonly KeySpec[] = [
     short: "n",
     arg: "name",
     help: "this node's name at the backend",
-    fallback: () => {
-      try {
-        return Deno.hostname();
-      } catch {
-        return "localhost";
-      }
-    },
+    fallback: defaultNode,
     parse: name("node name"),
   },
   {
