@@ -24,235 +24,19 @@ import {
   type Backend,
   BackendUnavailableError,
   type Claim,
-  LockLostError,
   type LockRequest,
 } from "../src/backend.ts";
-import { abortableDelay } from "../src/timing.ts";
-import { parseBackendUri, readFileParam, secondsParam } from "../src/uri.ts";
-import {
-  ConsulApi,
-  ConsulCallError,
-  consulKey,
-  type KvRead,
-} from "./consul_api.ts";
+import { ConsulApi, type ConsulCallError, type KvRead } from "./consul_api.ts";
+import { ConsulClaim } from "./consul_claim.ts";
+import { consulKey } from "./consul_keys.ts";
+import { MIN_TTL_MS, ttlOf } from "./consul_sessions.ts";
+import { type ConsulTarget, parseConsulUri } from "./consul_uri.ts";
 
 const CALL_TIMEOUT_MS = 5_000;
-const MIN_TTL_MS = 10_000;
-const MAX_TTL_MS = 86_400_000;
-const MAX_LOCK_DELAY_MS = 60_000;
-const MONITOR_WAIT_MS = 30_000;
 // Shorter than the lifecycle's bound on a notified wait (0.8 s at least), so
 // that the query ends by itself: Deno's node:http leaves an aborted request
 // on a reused keep-alive socket running on the server until it answers.
 const NOTIFY_WAIT_MS = 700;
-const OPTIONS = ["token", "dc", "lock-delay", "ca", "cert", "key"];
-
-interface ConsulTarget {
-  readonly options: Record<string, unknown>;
-  readonly token: string | undefined;
-  readonly lockDelayMs: number;
-  readonly display: string;
-}
-
-function envToken(): string | undefined {
-  try {
-    return Deno.env.get("CONSUL_HTTP_TOKEN") || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function consulTarget(text: string): ConsulTarget {
-  const uri = parseBackendUri(text, 8500);
-  const { display, params } = uri;
-  const bad = (why: string) =>
-    new TypeError(`Consul backend URI '${display}' ${why}`);
-  if (!["consul", "consul+http", "consul+https"].includes(uri.scheme)) {
-    throw bad("must start with consul://, consul+http:// or consul+https://");
-  }
-  if (uri.hosts.length !== 1) throw bad("must name exactly one Consul agent");
-  if (uri.username !== "" || uri.password !== undefined) {
-    throw bad(
-      "takes no user name or password: give an ACL token as ?token= or CONSUL_HTTP_TOKEN",
-    );
-  }
-  if (uri.path !== "" && uri.path !== "/") {
-    throw bad(`has a path '${uri.path}': locks live under coolock/`);
-  }
-  for (const name of params.keys()) {
-    if (!OPTIONS.includes(name)) {
-      throw bad(`has an unknown option '${name}': use ${OPTIONS.join(", ")}`);
-    }
-  }
-  const secure = uri.scheme === "consul+https";
-  const tls: Record<string, string> = {};
-  for (const name of ["ca", "cert", "key"]) {
-    const file = readFileParam(uri, name);
-    if (file !== undefined && !secure) {
-      throw bad(`has a '${name}' option, which needs consul+https://`);
-    }
-    if (file !== undefined) tls[name] = file;
-  }
-  if (("cert" in tls) !== ("key" in tls)) {
-    throw bad("needs both 'cert' and 'key', or neither");
-  }
-  const lockDelayMs = secondsParam(uri, "lock-delay", 0);
-  if (lockDelayMs > MAX_LOCK_DELAY_MS) {
-    throw bad(
-      `has a 'lock-delay' of '${
-        params.get("lock-delay")
-      }': Consul allows 0 to 60 seconds`,
-    );
-  }
-  const token = params.get("token") || envToken();
-  const { host, port } = uri.hosts[0];
-  const hostText = host.includes(":") ? `[${host}]` : host;
-  return {
-    options: {
-      baseUrl: `${secure ? "https" : "http"}://${hostText}:${port}/v1`,
-      defaults: { token, dc: params.get("dc") || undefined },
-      ...tls,
-    },
-    token,
-    lockDelayMs,
-    display,
-  };
-}
-
-/** Consul takes whole seconds from 10 s to 24 h. */
-function ttlOf(ms: number): string {
-  if (ms > MAX_TTL_MS) {
-    throw new RangeError(
-      `A Consul session lasts at most ${MAX_TTL_MS / 1000} s, not ${
-        ms / 1000
-      } s`,
-    );
-  }
-  return `${Math.ceil(Math.max(MIN_TTL_MS, ms) / 1000)}s`;
-}
-
-class ConsulClaim implements Claim {
-  readonly #lost = new AbortController();
-  readonly lost: AbortSignal = this.#lost.signal;
-  readonly #watching = new AbortController();
-  readonly #monitor: Promise<void>;
-  #released = false;
-
-  constructor(
-    readonly token: bigint,
-    private readonly request: LockRequest,
-    private readonly key: string,
-    private readonly session: string,
-    private readonly api: ConsulApi,
-    private readonly onDone: (claim: ConsulClaim) => void,
-    index: string,
-  ) {
-    this.#monitor = this.#watch(index);
-  }
-
-  /** Blocking queries on the key, as `consul lock` monitors its lock. */
-  async #watch(index: string): Promise<void> {
-    const signal = this.#watching.signal;
-    while (!signal.aborted) {
-      try {
-        const read = await this.api.get(this.key, signal, {
-          index,
-          ms: MONITOR_WAIT_MS,
-        });
-        if (this.#released) return;
-        if (read.entry?.Session !== this.session) {
-          const why = read.entry
-            ? "another session holds the key"
-            : "the key was deleted";
-          this.#lost.abort(new LockLostError(this.request.name, why));
-          return;
-        }
-        // Indexes can go backwards (a snapshot restore): start over then.
-        index = BigInt(read.index) < BigInt(index) ? "0" : read.index;
-      } catch {
-        // The lifecycle's deadline judges an agent that stopped answering.
-        await abortableDelay(1_000, signal).catch(() => {});
-      }
-    }
-  }
-
-  // A session's TTL is fixed at creation; it was the first `expiresInMs`,
-  // which no later renewal exceeds (the guard time only shrinks).
-  async renew(_expiresInMs: number, signal: AbortSignal): Promise<void> {
-    try {
-      await this.api.renewSession(this.session, signal);
-    } catch (error) {
-      if (error instanceof ConsulCallError && error.status === 404) {
-        throw new LockLostError(
-          this.request.name,
-          "its Consul session expired or was destroyed",
-        );
-      }
-      throw error;
-    }
-    const { entry } = await this.api.get(this.key, signal);
-    if (entry?.Session !== this.session) {
-      throw new LockLostError(
-        this.request.name,
-        "the key is no longer held by its session",
-      );
-    }
-  }
-
-  async release(holdMs: number): Promise<void> {
-    if (this.#released) return;
-    this.#released = true;
-    try {
-      if (holdMs > 0) {
-        // On failure the session stays, and its TTL covers the guard time.
-        await this.#holdFor(holdMs);
-      } else {
-        await this.api.lock(
-          "release",
-          this.key,
-          this.session,
-          this.request.owner,
-        ).catch(() => false);
-      }
-      await this.api.destroySession(this.session);
-    } finally {
-      // The release changed the key, which ends the monitor's query by
-      // itself; only a monitor still blocked after a second is aborted.
-      const settled = new AbortController();
-      await Promise.race([
-        this.#monitor,
-        abortableDelay(1_000, settled.signal).catch(() => {}),
-      ]);
-      settled.abort();
-      this.#watching.abort();
-      await this.#monitor;
-      this.onDone(this);
-    }
-  }
-
-  async #holdFor(holdMs: number): Promise<void> {
-    const delayMs = Math.min(Math.ceil(holdMs), MAX_LOCK_DELAY_MS);
-    const guard = await this.api.createSession({
-      name: `coolock guard ${this.request.owner}`,
-      ttl: ttlOf(holdMs - delayMs),
-      lockdelay: `${delayMs}ms`,
-    });
-    const handed = await this.api.handOver(
-      this.key,
-      this.session,
-      guard,
-      this.request.owner,
-    )
-      .catch((error) => {
-        void this.api.destroySession(guard).catch(() => {});
-        throw error;
-      });
-    // Destroying the guard session deletes the key and starts its lock-delay.
-    if (!handed || holdMs <= MAX_LOCK_DELAY_MS) {
-      await this.api.destroySession(guard);
-    }
-  }
-}
 
 class ConsulBackend implements Backend {
   readonly scheme: string;
@@ -270,7 +54,7 @@ class ConsulBackend implements Backend {
   #closed = false;
 
   constructor(uri: string) {
-    this.#target = consulTarget(uri);
+    this.#target = parseConsulUri(uri);
     this.displayUri = this.#target.display;
     this.scheme = uri.slice(0, uri.indexOf(":")).toLowerCase();
   }

@@ -6,35 +6,15 @@
  * @module
  */
 
-/** A JSON object as the gateway sends it. */
-export type Json = Record<string, unknown>;
+import {
+  asError,
+  describe,
+  GatewayError,
+  type Json,
+  UNAVAILABLE,
+} from "./etcd_gateway_error.ts";
 
-/**
- * An error answer from etcd, with its gRPC status code.
- *
- * @example
- * ```ts
- * import { GatewayError } from "./etcd_gateway.ts";
- * const error = new GatewayError(5, "etcdserver: requested lease not found");
- * console.log(error.code); // 5
- * ```
- */
-export class GatewayError extends Error {
-  /**
-   * Wraps one error answer.
-   *
-   * @param code the gRPC status code (5 not found, 14 unavailable, 16 bad token)
-   * @param message etcd's message
-   */
-  constructor(
-    /** The gRPC status code. */
-    readonly code: number,
-    message: string,
-  ) {
-    super(message);
-    this.name = "GatewayError";
-  }
-}
+export { GatewayError, type Json };
 
 /** How to reach the gateway. */
 export interface GatewayOptions {
@@ -54,7 +34,6 @@ export interface GatewayOptions {
   readonly key?: string;
 }
 
-const UNAVAILABLE = 14;
 const BAD_TOKEN = 16;
 const AUTH_DISABLED = 9;
 
@@ -262,18 +241,4 @@ export class Gateway {
   close(): void {
     this.#client.close();
   }
-}
-
-function asError(error: Json): GatewayError {
-  const nested = typeof error.error === "object" ? error.error as Json : error;
-  const code = Number(nested.grpc_code ?? nested.code ?? UNAVAILABLE);
-  const message = String(nested.message ?? nested.error ?? "unknown error");
-  return new GatewayError(code, message);
-}
-
-function describe(error: unknown): string {
-  const cause = (error as Error)?.cause as Error | undefined;
-  const message = cause?.message ?? (error as Error)?.message ?? String(error);
-  // Deno's fetch message repeats the URL; what follows it is what helps.
-  return message.replace(/^error sending request for url \([^)]*\): /, "");
 }

@@ -10,58 +10,27 @@
 
 import {
   type Backend,
-  BackendUnavailableError,
   type Claim,
   LockLostError,
   type LockRequest,
 } from "../src/backend.ts";
-import { encodeLockName } from "../src/names.ts";
 import { abortableDelay } from "../src/timing.ts";
-import { parseBackendUri, secondsParam } from "../src/uri.ts";
+import { type HeldClaim, releaseHeld } from "./held_claims.ts";
+import { Op, Status } from "./memcached_binary.ts";
 import {
-  Connection,
   expirySeconds,
   incrementExtras,
-  Op,
-  type Reply,
-  type RequestBody,
-  Status,
   storageExtras,
-} from "./memcached_binary.ts";
+} from "./memcached_extras.ts";
+import { type Keys, keysOf } from "./memcached_keys.ts";
+import { MemcachedStore } from "./memcached_store.ts";
+import { parseMemcachedUri } from "./memcached_uri.ts";
 
-const CALL_TIMEOUT_MS = 3_000;
-const MAX_KEY_BYTES = 250;
-const CAS_TRIES = 3;
 const WATCH_POLL_MS = 50;
-
-interface Keys {
-  readonly route: string;
-  readonly lock: string;
-  readonly fence: string;
-}
-
-// Both keys route by the name alone, so they live on the same server.
-async function keysOf(name: string): Promise<Keys> {
-  let id = encodeLockName(name);
-  if (`coolock:fence:${id}`.length > MAX_KEY_BYTES) {
-    // `#` never appears in an encoded name, so hashed ids can't collide.
-    const bytes = new TextEncoder().encode(name);
-    const digest = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", bytes),
-    );
-    id = "#" + Array.from(digest, (b) => b.toString(16).padStart(2, "0"))
-      .join("");
-  }
-  return {
-    route: id,
-    lock: `coolock:lock:${id}`,
-    fence: `coolock:fence:${id}`,
-  };
-}
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-class MemcachedClaim implements Claim {
+class MemcachedClaim implements HeldClaim {
   readonly acquiredAt = performance.now();
 
   constructor(
@@ -72,10 +41,15 @@ class MemcachedClaim implements Claim {
   ) {}
 
   async renew(expiresInMs: number, signal: AbortSignal): Promise<void> {
-    const renewed = await this.backend.swap(this.keys, this.request.owner, {
-      op: Op.set,
-      extras: storageExtras(expirySeconds(expiresInMs)),
-    }, signal);
+    const renewed = await this.backend.store.swap(
+      this.keys,
+      this.request.owner,
+      {
+        op: Op.set,
+        extras: storageExtras(expirySeconds(expiresInMs)),
+      },
+      signal,
+    );
     if (!renewed) {
       throw new LockLostError(
         this.request.name,
@@ -86,7 +60,7 @@ class MemcachedClaim implements Claim {
 
   async release(holdMs: number): Promise<void> {
     this.backend.held.delete(this);
-    await this.backend.swap(
+    await this.backend.store.swap(
       this.keys,
       this.request.owner,
       holdMs > 0
@@ -106,43 +80,16 @@ class MemcachedBackend implements Backend {
   } as const;
   readonly displayUri: string;
   readonly held = new Set<MemcachedClaim>();
-  readonly #open: () => Promise<Connection>;
-  readonly #secret: string | undefined;
-  #connection?: Promise<Connection>;
-  #closed = false;
+  readonly store: MemcachedStore;
 
   constructor(uri: string) {
-    const parsed = parseBackendUri(uri, 11211);
-    const bad = (why: string) =>
-      new TypeError(`Memcached URI '${parsed.display}' ${why}`);
-    if (parsed.scheme !== "memcached") {
-      throw bad("must start with memcached://");
-    }
-    if (parsed.hosts.length === 0) throw bad("has no host");
-    if (parsed.path !== "" && parsed.path !== "/") {
-      throw bad(`has a path '${parsed.path}': memcached has no databases`);
-    }
-    for (const name of parsed.params.keys()) {
-      if (name !== "timeout") {
-        throw bad(`has an unknown query option '${name}': use timeout`);
-      }
-    }
-    const timeoutMs = secondsParam(parsed, "timeout", CALL_TIMEOUT_MS);
-    if (timeoutMs === 0) throw bad("has a 'timeout' of 0: use a positive one");
-    this.displayUri = parsed.display;
-    this.#secret = parsed.password || undefined;
-    this.#open = () =>
-      Connection.open(parsed.hosts, {
-        timeoutMs,
-        username: parsed.username || undefined,
-        password: parsed.password,
-      });
+    const target = parseMemcachedUri(uri);
+    this.displayUri = target.display;
+    this.store = new MemcachedStore(target);
   }
 
-  async connect(): Promise<void> {
-    if (this.#closed) throw this.#unavailable("the backend is closed");
-    this.#connection ??= this.#open();
-    await this.#connection;
+  connect(): Promise<void> {
+    return this.store.connect();
   }
 
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
@@ -151,23 +98,23 @@ class MemcachedBackend implements Backend {
     signal.throwIfAborted();
     // Not cut short by the signal: an add that lands after the caller gave
     // up must be given back here, or it would hold the lock until it expires.
-    const added = await this.send(keys, Op.add, keys.lock, {
+    const added = await this.store.send(keys, Op.add, keys.lock, {
       extras: storageExtras(expirySeconds(request.expiresInMs)),
       value: owner,
     });
     if (added.status === Status.exists || added.status === Status.notStored) {
       return undefined;
     }
-    this.#expect(added, Status.ok);
+    this.store.expect(added, Status.ok);
     try {
       signal.throwIfAborted();
       // A counter recreated after an eviction or a restart starts from the
       // clock, above the tokens it handed out unless they came faster than
       // one a millisecond.
-      const counted = await this.send(keys, Op.increment, keys.fence, {
+      const counted = await this.store.send(keys, Op.increment, keys.fence, {
         extras: incrementExtras(BigInt(Date.now())),
       }, signal);
-      this.#expect(counted, Status.ok);
+      this.store.expect(counted, Status.ok);
       const token = new DataView(
         counted.value.buffer,
         counted.value.byteOffset,
@@ -175,7 +122,7 @@ class MemcachedBackend implements Backend {
       ).getBigUint64(0);
       // Our item still there means nobody took the lock since our add, so
       // nobody counted a token after ours while we held it.
-      const check = await this.send(keys, Op.get, keys.lock, {}, signal);
+      const check = await this.store.send(keys, Op.get, keys.lock, {}, signal);
       if (check.status !== Status.ok || decode(check.value) !== owner) {
         return undefined;
       }
@@ -183,7 +130,7 @@ class MemcachedBackend implements Backend {
       this.held.add(claim);
       return claim;
     } catch (error) {
-      await this.send(keys, Op.delete, keys.lock, { cas: added.cas })
+      await this.store.send(keys, Op.delete, keys.lock, { cas: added.cas })
         .catch(() => {});
       throw error;
     }
@@ -197,87 +144,16 @@ class MemcachedBackend implements Backend {
   async waitForChange(request: LockRequest, signal: AbortSignal) {
     const keys = await keysOf(request.name);
     while (true) {
-      const got = await this.send(keys, Op.get, keys.lock, {}, signal);
+      const got = await this.store.send(keys, Op.get, keys.lock, {}, signal);
       if (got.status === Status.notFound) return;
       await abortableDelay(WATCH_POLL_MS, signal);
     }
   }
 
-  /**
-   * Compare-and-swap on the lock item while it holds `owner`: resolves false
-   * when it is gone or another owner's. A CAS that changed under us while
-   * the value stayed ours (a renewal crossing a release) is tried again.
-   */
-  async swap(
-    keys: Keys,
-    owner: string,
-    write: { op: number; extras?: Uint8Array },
-    signal?: AbortSignal,
-  ): Promise<boolean> {
-    for (let tries = 0; tries < CAS_TRIES; tries++) {
-      const got = await this.send(keys, Op.get, keys.lock, {}, signal);
-      if (got.status === Status.notFound) return false;
-      this.#expect(got, Status.ok);
-      if (decode(got.value) !== owner) return false;
-      const put = await this.send(keys, write.op, keys.lock, {
-        extras: write.extras,
-        value: write.op === Op.set ? owner : undefined,
-        cas: got.cas,
-      }, signal);
-      if (put.status === Status.ok) return true;
-      if (put.status === Status.notFound) return false;
-      this.#expect(put, Status.exists);
-    }
-    throw this.#unavailable("the lock item kept changing under CAS");
-  }
-
-  async send(
-    keys: Keys,
-    op: number,
-    key: string,
-    body: RequestBody,
-    signal?: AbortSignal,
-  ): Promise<Reply> {
-    if (this.#closed) throw this.#unavailable("the backend is closed");
-    this.#connection ??= this.#open();
-    const connection = await this.#connection;
-    try {
-      return await connection.send(keys.route, op, key, body, signal);
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason;
-      throw this.#unavailable((error as Error).message, error);
-    }
-  }
-
-  #expect(reply: Reply, status: number): void {
-    if (reply.status !== status) {
-      throw this.#unavailable(
-        `memcached answered with status 0x${reply.status.toString(16)}`,
-      );
-    }
-  }
-
-  #unavailable(why: string, cause?: unknown): BackendUnavailableError {
-    const safe = this.#secret ? why.replaceAll(this.#secret, "***") : why;
-    return new BackendUnavailableError(this.displayUri, safe, { cause });
-  }
-
   async close(): Promise<void> {
-    if (this.#closed) return;
-    await Promise.allSettled(
-      [...this.held].map((claim) =>
-        claim.release(
-          Math.max(
-            0,
-            claim.acquiredAt + claim.request.guardMs - performance.now(),
-          ),
-        )
-      ),
-    );
-    this.#closed = true;
-    const connection = this.#connection;
-    this.#connection = undefined;
-    await (await connection)?.close();
+    if (this.store.closed) return;
+    await releaseHeld(this.held);
+    await this.store.close();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

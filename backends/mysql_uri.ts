@@ -5,7 +5,8 @@
  * @module
  */
 
-import { parseBackendUri, readFileParam, secondsParam } from "../src/uri.ts";
+import { parseBackendUri } from "../src/uri.ts";
+import { checkSqlParams, connectTimeoutMs, sqlTls } from "./sql_uri.ts";
 
 /**
  * What a MySQL URI says, checked: the mysql2 options and the bound on every
@@ -35,24 +36,16 @@ export interface MysqlUri {
   readonly timeoutMs: number;
 }
 
-const PARAMS = [
-  "ssl-mode",
-  "ssl-ca",
-  "ca",
-  "ssl-cert",
-  "cert",
-  "ssl-key",
-  "key",
-  "connect_timeout",
-];
-const SSL_MODES = ["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"];
-
-function fileParam(
-  uri: ReturnType<typeof parseBackendUri>,
-  names: [string, string],
-): string | undefined {
-  return readFileParam(uri, uri.params.has(names[1]) ? names[1] : names[0]);
-}
+const TLS = {
+  mode: "ssl-mode",
+  ca: "ssl-ca",
+  cert: "ssl-cert",
+  key: "ssl-key",
+  modes: ["DISABLED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"],
+  fallback: (files: { ca?: string; cert?: string }) =>
+    files.ca ? "VERIFY_IDENTITY" : files.cert ? "REQUIRED" : "DISABLED",
+  normalize: (mode: string) => mode.toUpperCase(),
+};
 
 /**
  * Parses and checks a MySQL or MariaDB URI:
@@ -68,7 +61,7 @@ function fileParam(
  */
 export function parseMysqlUri(text: string): MysqlUri {
   const uri = parseBackendUri(text, 3306);
-  const { display, params } = uri;
+  const { display } = uri;
   if (uri.scheme !== "mysql") {
     throw new TypeError(`Backend URI '${display}' is not a mysql:// URI`);
   }
@@ -77,15 +70,7 @@ export function parseMysqlUri(text: string): MysqlUri {
       `Backend URI '${display}' must name exactly one host: GET_LOCK locks are local to one server`,
     );
   }
-  for (const name of params.keys()) {
-    if (!PARAMS.includes(name)) {
-      throw new TypeError(
-        `Backend URI '${display}' has an unknown parameter '${name}': use ${
-          PARAMS.join(", ")
-        }`,
-      );
-    }
-  }
+  checkSqlParams(uri, TLS);
   const database = uri.path.replace(/^\//, "");
   if (database === "" || database.includes("/")) {
     throw new TypeError(
@@ -95,35 +80,12 @@ export function parseMysqlUri(text: string): MysqlUri {
   if (uri.username === "") {
     throw new TypeError(`Backend URI '${display}' names no user`);
   }
-  const ca = fileParam(uri, ["ssl-ca", "ca"]);
-  const cert = fileParam(uri, ["ssl-cert", "cert"]);
-  const key = fileParam(uri, ["ssl-key", "key"]);
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new TypeError(
-      `Backend URI '${display}' needs both 'ssl-cert' and 'ssl-key', or neither`,
-    );
-  }
-  const given = params.get("ssl-mode");
-  const mode = given?.toUpperCase() ??
-    (ca ? "VERIFY_IDENTITY" : cert ? "REQUIRED" : "DISABLED");
-  if (!SSL_MODES.includes(mode)) {
-    throw new TypeError(
-      `Backend URI '${display}' has a bad 'ssl-mode' value '${given}': use ${
-        SSL_MODES.join(", ")
-      }`,
-    );
-  }
-  const timeoutMs = secondsParam(uri, "connect_timeout", 5_000);
-  if (timeoutMs < 1_000) {
-    throw new TypeError(
-      `Backend URI '${display}' has a 'connect_timeout' under 1 s`,
-    );
-  }
+  const { files, mode } = sqlTls(uri, TLS);
+  const timeoutMs = connectTimeoutMs(uri);
   const ssl = mode === "DISABLED" ? undefined : {
     rejectUnauthorized: mode !== "REQUIRED",
     verifyIdentity: mode === "VERIFY_IDENTITY",
-    ...(ca === undefined ? {} : { ca }),
-    ...(cert === undefined ? {} : { cert, key }),
+    ...files,
   };
   return {
     display,

@@ -5,7 +5,8 @@
  * @module
  */
 
-import { parseBackendUri, readFileParam, secondsParam } from "../src/uri.ts";
+import { parseBackendUri } from "../src/uri.ts";
+import { checkSqlParams, connectTimeoutMs, sqlTls } from "./sql_uri.ts";
 
 /**
  * What a PostgreSQL URI says, checked: the postgres.js options (without the
@@ -35,24 +36,15 @@ export interface PostgresUri {
   readonly timeoutMs: number;
 }
 
-const PARAMS = [
-  "sslmode",
-  "sslrootcert",
-  "ca",
-  "sslcert",
-  "cert",
-  "sslkey",
-  "key",
-  "connect_timeout",
-];
-const SSL_MODES = [
-  "disable",
-  "allow",
-  "prefer",
-  "require",
-  "verify-ca",
-  "verify-full",
-];
+const TLS = {
+  mode: "sslmode",
+  ca: "sslrootcert",
+  cert: "sslcert",
+  key: "sslkey",
+  modes: ["disable", "allow", "prefer", "require", "verify-ca", "verify-full"],
+  fallback: (files: { ca?: string }) =>
+    files.ca === undefined ? "prefer" : "verify-full",
+};
 
 /**
  * Parses and checks a PostgreSQL URI:
@@ -68,7 +60,7 @@ const SSL_MODES = [
  */
 export function parsePostgresUri(text: string): PostgresUri {
   const uri = parseBackendUri(text, 5432);
-  const { display, params } = uri;
+  const { display } = uri;
   if (uri.scheme !== "postgres" && uri.scheme !== "postgresql") {
     throw new TypeError(
       `Backend URI '${display}' is not a postgres:// or postgresql:// URI`,
@@ -77,53 +69,23 @@ export function parsePostgresUri(text: string): PostgresUri {
   if (uri.hosts.length === 0) {
     throw new TypeError(`Backend URI '${display}' names no host`);
   }
-  for (const name of params.keys()) {
-    if (!PARAMS.includes(name)) {
-      throw new TypeError(
-        `Backend URI '${display}' has an unknown parameter '${name}': use ${
-          PARAMS.join(", ")
-        }`,
-      );
-    }
-  }
+  checkSqlParams(uri, TLS);
   const database = uri.path.replace(/^\//, "");
   if (database.includes("/")) {
     throw new TypeError(
       `Backend URI '${display}' has a bad database name '${database}'`,
     );
   }
-  const ca = readFileParam(uri, params.has("ca") ? "ca" : "sslrootcert");
-  const cert = readFileParam(uri, params.has("cert") ? "cert" : "sslcert");
-  const key = readFileParam(uri, params.has("key") ? "key" : "sslkey");
-  const mode = params.get("sslmode") ??
-    (ca === undefined ? "prefer" : "verify-full");
-  if (!SSL_MODES.includes(mode)) {
-    throw new TypeError(
-      `Backend URI '${display}' has a bad 'sslmode' value '${mode}': use ${
-        SSL_MODES.join(", ")
-      }`,
-    );
-  }
-  if ((cert === undefined) !== (key === undefined)) {
-    throw new TypeError(
-      `Backend URI '${display}' needs both 'sslcert' and 'sslkey', or neither`,
-    );
-  }
-  const timeoutMs = secondsParam(uri, "connect_timeout", 5_000);
-  if (timeoutMs < 1_000) {
-    throw new TypeError(
-      `Backend URI '${display}' has a 'connect_timeout' under 1 s`,
-    );
-  }
+  const { files, mode } = sqlTls(uri, TLS);
+  const timeoutMs = connectTimeoutMs(uri);
   const verify = mode === "verify-ca" || mode === "verify-full";
   const ssl = mode === "disable"
     ? false as const
-    : (mode === "allow" || mode === "prefer") && cert === undefined
+    : (mode === "allow" || mode === "prefer") && files.cert === undefined
     ? "prefer" as const
     : {
       rejectUnauthorized: verify,
-      ...(ca === undefined ? {} : { ca }),
-      ...(cert === undefined ? {} : { cert, key }),
+      ...files,
       // libpq's verify-ca checks the chain, not the host name.
       ...(mode === "verify-ca" ? { checkServerIdentity: () => undefined } : {}),
     };

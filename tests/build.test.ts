@@ -19,6 +19,7 @@ import {
   assertRejects,
   assertThrows,
 } from "./helpers/assert.ts";
+import { textOutput } from "./helpers/output.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const SCRIPT = new URL("../scripts/build.ts", import.meta.url).pathname;
@@ -33,19 +34,16 @@ async function build(
   const env = Deno.env.toObject();
   delete env.DENORT_BIN;
   const started = performance.now();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--quiet", SCRIPT, ...args],
-    env: { ...env, NO_COLOR: "1", ...extra },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-    ms: performance.now() - started,
-  };
+  const out = await textOutput(
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--quiet", SCRIPT, ...args],
+      env: { ...env, NO_COLOR: "1", ...extra },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }),
+  );
+  return { ...out, ms: performance.now() - started };
 }
 
 function oneLineNamingDenortBin(stderr: string): void {

@@ -12,6 +12,7 @@ import {
   spawnCli,
 } from "./helpers/cli.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { exists } from "./helpers/fs.ts";
 
 const dir = await Deno.makeTempDir({ prefix: "coolock-cli-" });
 let count = 0;
@@ -375,12 +376,3 @@ Deno.test("cli: a config file drives a run", async () => {
     "logged to the configured file",
   );
 });
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -25,17 +25,27 @@ interface Case {
 }
 
 const RUN = ["--", "echo", "must-not-run"];
+/** A usage error, exit 64: `args`, then a command that must not run. */
+const usage = (args: string[], message: RegExp): Case => ({
+  args: [...args, ...RUN],
+  code: 64,
+  message,
+});
+/** A configuration error, exit 78, from `args`, the environment or a file. */
+const config = (
+  args: string[],
+  message: RegExp,
+  more: Partial<Case> = {},
+): Case => ({ args: [...args, ...RUN], code: 78, message, ...more });
+/** A command that can't run, on a good configuration. */
+const command = (path: string, code: number, message: RegExp): Case => ({
+  args: ["--backend", state, "--guard-time", "0", "--", path],
+  code,
+  message,
+});
 const cases: Record<string, Case> = {
-  "unknown flag": {
-    args: ["--bogus", ...RUN],
-    code: 64,
-    message: /unknown option '--bogus'/,
-  },
-  "unknown short flag": {
-    args: ["-x", ...RUN],
-    code: 64,
-    message: /unknown option '-x'/,
-  },
+  "unknown flag": usage(["--bogus"], /unknown option '--bogus'/),
+  "unknown short flag": usage(["-x"], /unknown option '-x'/),
   "flag without its value": {
     args: ["--lock"],
     code: 64,
@@ -56,217 +66,119 @@ const cases: Record<string, Case> = {
     code: 64,
     message: /one quoted string, not 2/,
   },
-  "guard-time not a number": {
-    args: ["--guard-time", "soon", ...RUN],
-    code: 64,
-    message: /'--guard-time'.*'soon'/,
-  },
-  "guard-time negative": {
-    args: ["--guard-time=-5", ...RUN],
-    code: 64,
-    message: /'--guard-time' must not be negative/,
-  },
-  "wait-timeout NaN": {
-    args: ["--wait-timeout", "NaN", ...RUN],
-    code: 64,
-    message: /'--wait-timeout'.*'NaN'/,
-  },
-  "wait-timeout Infinity": {
-    args: ["--wait-timeout", "Infinity", ...RUN],
-    code: 64,
-    message: /'Infinity'/,
-  },
-  "ttl zero": {
-    args: ["--ttl", "0", ...RUN],
-    code: 64,
-    message: /'--ttl' must be more than 0/,
-  },
-  "kill-after with a bad unit": {
-    args: ["--kill-after", "5x", ...RUN],
-    code: 64,
-    message: /'--kill-after'.*'5x'/,
-  },
-  "kill-after too long for the ttl": {
-    args: ["--ttl", "3", "--kill-after", "5", ...RUN],
-    code: 64,
-    message: /'--kill-after'.*leaves no time to renew a 3 s TTL/,
-  },
-  "conflict code out of range": {
-    args: ["--conflict-exit-code", "256", ...RUN],
-    code: 64,
-    message: /0 to 255/,
-  },
-  "conflict code negative": {
-    args: ["--conflict-exit-code=-1", ...RUN],
-    code: 64,
-    message: /0 to 255/,
-  },
-  "log level unknown": {
-    args: ["--log-level", "loud", ...RUN],
-    code: 64,
-    message: /one of debug, info/,
-  },
-  "log size fractional": {
-    args: ["--log-max-size", "1.5", ...RUN],
-    code: 64,
-    message: /whole number/,
-  },
-  "log copies not a number": {
-    args: ["--rotate-log-copies", "many", ...RUN],
-    code: 64,
-    message: /'many'/,
-  },
-  "unknown scheme": {
-    args: ["--backend", "foo://x", ...RUN],
-    code: 64,
-    message: /Unknown backend scheme 'foo'/,
-  },
-  "URI without a scheme": {
-    args: ["--backend", "db:6379x", ...RUN],
-    code: 64,
-    message: /Unknown backend scheme 'db'/,
-  },
-  "plain text backend": {
-    args: ["--backend", "nonsense", ...RUN],
-    code: 64,
-    message: /has no scheme/,
-  },
-  "file URI with a host": {
-    args: ["--backend", "file://host/x", ...RUN],
-    code: 64,
-    message: /file:\/\/\/absolute/,
-  },
-  "empty lock name": {
-    args: ["--lock", "", ...RUN],
-    code: 64,
-    message: /'--lock' must not be empty/,
-  },
-  "lock name with a newline": {
-    args: ["--lock", "a\nb", ...RUN],
-    code: 64,
-    message: /control characters/,
-  },
-  "lock name too long": {
-    args: ["--lock", "x".repeat(201), ...RUN],
-    code: 64,
-    message: /longer than 200/,
-  },
-  "node name with a space": {
-    args: ["--node", "a b", ...RUN],
-    code: 64,
-    message: /'--node'.*spaces/,
-  },
-  "backend and its alias both": {
-    args: ["--backend", state, "--coordination-backend", state, ...RUN],
-    code: 64,
-    message: /both set 'backend'/,
-  },
-  "bad env duration": {
-    args: RUN,
+  "guard-time not a number": usage(
+    ["--guard-time", "soon"],
+    /'--guard-time'.*'soon'/,
+  ),
+  "guard-time negative": usage(
+    ["--guard-time=-5"],
+    /'--guard-time' must not be negative/,
+  ),
+  "wait-timeout NaN": usage(
+    ["--wait-timeout", "NaN"],
+    /'--wait-timeout'.*'NaN'/,
+  ),
+  "wait-timeout Infinity": usage(["--wait-timeout", "Infinity"], /'Infinity'/),
+  "ttl zero": usage(["--ttl", "0"], /'--ttl' must be more than 0/),
+  "kill-after with a bad unit": usage(
+    ["--kill-after", "5x"],
+    /'--kill-after'.*'5x'/,
+  ),
+  "kill-after too long for the ttl": usage(
+    ["--ttl", "3", "--kill-after", "5"],
+    /'--kill-after'.*leaves no time to renew a 3 s TTL/,
+  ),
+  "conflict code out of range": usage(
+    ["--conflict-exit-code", "256"],
+    /0 to 255/,
+  ),
+  "conflict code negative": usage(["--conflict-exit-code=-1"], /0 to 255/),
+  "log level unknown": usage(["--log-level", "loud"], /one of debug, info/),
+  "log size fractional": usage(["--log-max-size", "1.5"], /whole number/),
+  "log copies not a number": usage(["--rotate-log-copies", "many"], /'many'/),
+  "unknown scheme": usage(
+    ["--backend", "foo://x"],
+    /Unknown backend scheme 'foo'/,
+  ),
+  "URI without a scheme": usage(
+    ["--backend", "db:6379x"],
+    /Unknown backend scheme 'db'/,
+  ),
+  "plain text backend": usage(["--backend", "nonsense"], /has no scheme/),
+  "file URI with a host": usage(
+    ["--backend", "file://host/x"],
+    /file:\/\/\/absolute/,
+  ),
+  "empty lock name": usage(["--lock", ""], /'--lock' must not be empty/),
+  "lock name with a newline": usage(["--lock", "a\nb"], /control characters/),
+  "lock name too long": usage(["--lock", "x".repeat(201)], /longer than 200/),
+  "node name with a space": usage(["--node", "a b"], /'--node'.*spaces/),
+  "backend and its alias both": usage([
+    "--backend",
+    state,
+    "--coordination-backend",
+    state,
+  ], /both set 'backend'/),
+  "bad env duration": config([], /Environment variable 'COOLOCK_GUARD_TIME'/, {
     env: { COOLOCK_GUARD_TIME: "abc" },
-    code: 78,
-    message: /Environment variable 'COOLOCK_GUARD_TIME'/,
-  },
-  "bad env log level": {
-    args: RUN,
+  }),
+  "bad env log level": config([], /'COOLOCK_LOG_LEVEL' must be one of/, {
     env: { COOLOCK_LOG_LEVEL: "chatty" },
-    code: 78,
-    message: /'COOLOCK_LOG_LEVEL' must be one of/,
-  },
-  "bad env backend": {
-    args: RUN,
-    env: { COOLOCK_BACKEND: "gopher://x" },
-    code: 78,
-    message: /Environment variable 'COOLOCK_BACKEND'.*'gopher'/,
-  },
-  "missing --config file": {
-    args: ["--config", "/nonexistent/coolock.yaml", ...RUN],
-    code: 78,
-    message: /'\/nonexistent\/coolock.yaml' does not exist/,
-  },
-  "missing COOLOCK_CONFIG file": {
-    args: RUN,
+  }),
+  "bad env backend": config(
+    [],
+    /Environment variable 'COOLOCK_BACKEND'.*'gopher'/,
+    { env: { COOLOCK_BACKEND: "gopher://x" } },
+  ),
+  "missing --config file": config(
+    ["--config", "/nonexistent/coolock.yaml"],
+    /'\/nonexistent\/coolock.yaml' does not exist/,
+  ),
+  "missing COOLOCK_CONFIG file": config([], /does not exist/, {
     env: { COOLOCK_CONFIG: "/nonexistent/c.yaml" },
-    code: 78,
-    message: /does not exist/,
-  },
-  "config file is a directory": {
-    args: ["--config", dir, ...RUN],
-    code: 78,
-    message: /is a directory/,
-  },
-  "bad YAML": {
-    args: ["--config", write("bad.yaml", "lock: [unclosed\n"), ...RUN],
-    code: 78,
-    message: /is not valid YAML/,
-  },
-  "YAML list instead of a mapping": {
-    args: ["--config", write("list.yaml", "- lock\n- x\n"), ...RUN],
-    code: 78,
-    message: /must be a mapping/,
-  },
-  "unknown key with a suggestion": {
-    args: ["--config", write("typo.yaml", "gaurd-time: 3\n"), ...RUN],
-    code: 78,
-    message: /Unknown key 'gaurd-time'.*did you mean 'guard-time'\?/,
-  },
-  "negative duration in a file": {
-    args: ["--config", write("neg.yaml", "guard-time: -1\n"), ...RUN],
-    code: 78,
-    message: /Key 'guard-time' in '.*neg.yaml' must not be negative/,
-  },
-  "mapping as a value": {
-    args: ["--config", write("map.yaml", "lock:\n  a: 1\n"), ...RUN],
-    code: 78,
-    message: /Key 'lock'.*plain value/,
-  },
-  "a key and its alias in one file": {
-    args: [
-      "--config",
-      write(
-        "twice.yaml",
-        `backend: ${state}\ncoordination-backend: ${state}\n`,
-      ),
-      ...RUN,
-    ],
-    code: 78,
-    message: /sets 'backend' twice/,
-  },
-  "bad backend in a file": {
-    args: ["--config", write("backend.yaml", "backend: foo://x\n"), ...RUN],
-    code: 78,
-    message: /Key 'backend' in '.*backend.yaml'.*'foo'/,
-  },
-  "bad home file": {
-    args: RUN,
+  }),
+  "config file is a directory": config(["--config", dir], /is a directory/),
+  "bad YAML": config(
+    ["--config", write("bad.yaml", "lock: [unclosed\n")],
+    /is not valid YAML/,
+  ),
+  "YAML list instead of a mapping": config([
+    "--config",
+    write("list.yaml", "- lock\n- x\n"),
+  ], /must be a mapping/),
+  "unknown key with a suggestion": config([
+    "--config",
+    write("typo.yaml", "gaurd-time: 3\n"),
+  ], /Unknown key 'gaurd-time'.*did you mean 'guard-time'\?/),
+  "negative duration in a file": config([
+    "--config",
+    write("neg.yaml", "guard-time: -1\n"),
+  ], /Key 'guard-time' in '.*neg.yaml' must not be negative/),
+  "mapping as a value": config([
+    "--config",
+    write("map.yaml", "lock:\n  a: 1\n"),
+  ], /Key 'lock'.*plain value/),
+  "a key and its alias in one file": config([
+    "--config",
+    write("twice.yaml", `backend: ${state}\ncoordination-backend: ${state}\n`),
+  ], /sets 'backend' twice/),
+  "bad backend in a file": config([
+    "--config",
+    write("backend.yaml", "backend: foo://x\n"),
+  ], /Key 'backend' in '.*backend.yaml'.*'foo'/),
+  "bad home file": config([], /Key 'ttl' in '.*\.coolock'/, {
     homeFile: "ttl: forever\n",
-    code: 78,
-    message: /Key 'ttl' in '.*\.coolock'/,
-  },
-  "command not found": {
-    args: [
-      "--backend",
-      state,
-      "--guard-time",
-      "0",
-      "--",
-      "/nonexistent/command",
-    ],
-    code: 127,
-    message: /Command '\/nonexistent\/command' not found/,
-  },
-  "command not executable": {
-    args: [
-      "--backend",
-      state,
-      "--guard-time",
-      "0",
-      "--",
-      `${dir}/not-executable`,
-    ],
-    code: 126,
-    message: /can't be executed: permission denied/,
-  },
+  }),
+  "command not found": command(
+    "/nonexistent/command",
+    127,
+    /Command '\/nonexistent\/command' not found/,
+  ),
+  "command not executable": command(
+    `${dir}/not-executable`,
+    126,
+    /can't be executed: permission denied/,
+  ),
 };
 
 for (

@@ -7,18 +7,24 @@
  */
 
 import { consul } from "../backends/consul.ts";
-import { consulKey } from "../backends/consul_api.ts";
+import { consulKey } from "../backends/consul_keys.ts";
 import {
   type Backend,
   BackendUnavailableError,
   type Claim,
   LockLostError,
-  type LockRequest,
 } from "../src/backend.ts";
 import { contract } from "./contract.ts";
 import { type ConsulFakeOptions, startConsulFake } from "./fakes/consul.ts";
-import type { ContractFixture } from "./fixture.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
+import {
+  assertBadUri,
+  assertUnreachable,
+  fixtureOf,
+  requestsWith,
+  sleep,
+  testLoadsNoClient,
+} from "./helpers/backend_checks.ts";
 import { consulFakeRecipe, consulFakeServer } from "./servers/consul_fake.ts";
 import { freePort, sharedServer, startServer } from "./servers/server.ts";
 import { oneLine, runCli } from "./helpers/cli.ts";
@@ -32,42 +38,26 @@ const server = await sharedServer(
 );
 const uriAt = (port: number) => `consul://127.0.0.1:${port}`;
 
-const fixture: ContractFixture | undefined = server && {
+const fixture = fixtureOf(server, {
   name: "consul",
-  uri: uriAt(server.port),
   uriAt,
-  uriWithSecret: (secret) =>
-    `${uriAt(server.port)}?token=${encodeURIComponent(secret)}`,
-  unreachableUri: uriAt(freePort()),
-  open: (uri) => consul(uri ?? uriAt(server.port)),
+  uriWithSecret: (secret, port) =>
+    `${uriAt(port)}?token=${encodeURIComponent(secret)}`,
+  open: consul,
   ttl: 10,
-  server,
   remove: async (lock) => {
     const response = await fetch(
-      `http://127.0.0.1:${server.port}/v1/kv/${consulKey(lock)}`,
+      `http://127.0.0.1:${server!.port}/v1/kv/${consulKey(lock)}`,
       { method: "DELETE" },
     );
     await response.body?.cancel();
   },
-};
+});
 
 contract(fixture);
 
 type Fake = ReturnType<typeof startConsulFake>;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function request(name: string, overrides: Partial<LockRequest> = {}) {
-  return {
-    name,
-    owner: `test:${crypto.randomUUID()}`,
-    node: "test",
-    expiresInMs: 10_000,
-    guardMs: 0,
-    wait: false,
-    signal: AbortSignal.timeout(10_000),
-    ...overrides,
-  };
-}
+const request = requestsWith({ expiresInMs: 10_000, timeoutMs: 10_000 });
 
 /** Runs `fn` with an in-process fake and a backend on it, closing both. */
 async function withBackend(
@@ -88,6 +78,16 @@ async function claimOf(backend: Backend, name: string): Promise<Claim> {
   assert(claim, `'${name}' is acquired`);
   return claim;
 }
+
+testLoadsNoClient({
+  label: "consul backend",
+  module: "backends/consul.ts",
+  factory: "consul",
+  uri: "consul://127.0.0.1:1",
+  use: "close",
+  noNpm: true,
+  expect: ["clean", "clean"],
+});
 
 Deno.test("consul backend: URIs: scheme, options and a token that never shows", () => {
   const backend = consul(
@@ -128,17 +128,7 @@ Deno.test("consul backend: bad URIs are TypeErrors that say what is wrong, witho
     ["consul://agent?lock-delay=soon&token=hunter2", /bad 'lock-delay' value/],
     ["consul://agent:99999", /bad port/],
   ];
-  for (const [uri, pattern] of cases) {
-    let error: unknown;
-    try {
-      consul(uri);
-    } catch (e) {
-      error = e;
-    }
-    assert(error instanceof TypeError, `'${uri}' throws a TypeError`);
-    assert(pattern.test(error.message), `${error.message} matches ${pattern}`);
-    assert(!error.message.includes("hunter2"), `no secret in ${error.message}`);
-  }
+  for (const [uri, pattern] of cases) assertBadUri(consul, uri, pattern);
 });
 
 Deno.test("consul backend: the ACL token comes from ?token= or CONSUL_HTTP_TOKEN; a refused one is a clear error", async () => {
@@ -371,12 +361,11 @@ Deno.test("consul backend: close() releases held claims and ends every blocking 
 
 Deno.test("consul backend: an unreachable or hung agent rejects with BackendUnavailableError in bounded time", async () => {
   await using refused = consul(uriAt(freePort()));
-  let started = performance.now();
-  await assertRejects(
-    () => refused.tryAcquire(request("down")),
-    BackendUnavailableError,
-  );
-  assert(performance.now() - started < 2_000, "refused at once");
+  await assertUnreachable({
+    backend: refused,
+    request: request("down"),
+    withinMs: 2_000,
+  });
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const held: Deno.Conn[] = [];
   const accepting = (async () => {
@@ -384,7 +373,7 @@ Deno.test("consul backend: an unreachable or hung agent rejects with BackendUnav
   })();
   try {
     await using hung = consul(uriAt(listener.addr.port));
-    started = performance.now();
+    const started = performance.now();
     const error = await assertRejects(
       () => hung.tryAcquire(request("hung")),
       BackendUnavailableError,

@@ -5,82 +5,44 @@
  */
 
 import { etcd } from "../backends/etcd.ts";
-import { lockPrefix } from "../backends/etcd_lock.ts";
-import type { Backend, Claim, LockRequest } from "../src/backend.ts";
 import { BackendUnavailableError, LockLostError } from "../src/backend.ts";
 import { acquire } from "../src/lease.ts";
 import { contract } from "./contract.ts";
-import type { ContractFixture } from "./fixture.ts";
+import {
+  etcdChecks,
+  etcdParts,
+  keysOf,
+  prefixOf,
+  queueInOrder,
+  server,
+} from "./etcd_suite.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
   assertRejects,
-  assertThrows,
 } from "./helpers/assert.ts";
 import {
-  enableAuth,
-  ETCD_ROOT_PASSWORD,
-  etcdAuthServer,
+  assertBadUri,
+  logHandoffs,
+  measureHandoffs,
+  sleep,
+  testHungServer,
+  testLoadsNoClient,
+} from "./helpers/backend_checks.ts";
+import {
+  etcdAdmin,
   etcdDeletePrefix,
   etcdKeys,
   etcdLeaseTtl,
   etcdServer,
-  etcdTlsServer,
-  stopServer,
 } from "./servers/etcd.ts";
-import {
-  available,
-  freePort,
-  sharedServer,
-  startServer,
-} from "./servers/server.ts";
+import { freePort } from "./servers/server.ts";
 
-// tests/helpers/proxy.ts calls closeWrite() (a promise) without awaiting it,
-// so a connection closed under it rejects out of band; that is the proxy's
-// bug, not a lock failure.
-globalThis.addEventListener("unhandledrejection", (event) => {
-  const reason = event.reason;
-  if (
-    reason instanceof Deno.errors.BadResource &&
-    /closeWrite[\s\S]*proxy\.ts/.test(String(reason.stack))
-  ) event.preventDefault();
-});
-
-const server = await sharedServer(etcdServer);
-const uriAt = (port: number) => `etcd://127.0.0.1:${port}`;
-const prefixOf = (lock: string) => lockPrefix("coolock", lock);
-
-const fixture: ContractFixture | undefined = server && {
-  name: "etcd",
-  uri: uriAt(server.port),
-  uriAt,
-  uriWithSecret: (secret) => `etcd://root:${secret}@127.0.0.1:${server.port}`,
-  unreachableUri: uriAt(freePort()),
-  open: (uri = uriAt(server.port)) => etcd(uri),
-  ttl: 2,
-  server,
-  remove: (lock) => etcdDeletePrefix(server.port, prefixOf(lock)),
-};
+const flavour = { scheme: "etcd", open: etcd, ttl: 2 } as const;
+const { fixture, request, lockName, withServer } = etcdParts(flavour);
 
 contract(fixture);
-
-let unique = 0;
-function request(name: string, overrides: Partial<LockRequest> = {}) {
-  return {
-    name,
-    owner: `test:${crypto.randomUUID()}`,
-    node: "test",
-    expiresInMs: 10_000,
-    guardMs: 0,
-    wait: false,
-    signal: AbortSignal.timeout(10_000),
-    ...overrides,
-  };
-}
-const lockName = (tag: string) => `etcd-${tag}-${Date.now()}-${unique++}`;
-const withServer = { ignore: !server };
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 Deno.test("etcd URIs: schemes, host lists, key root and bad values", () => {
   assertEquals(etcd("etcd://h1").displayUri, "etcd://h1");
@@ -89,11 +51,8 @@ Deno.test("etcd URIs: schemes, host lists, key root and bad values", () => {
     etcd("etcd://root:hunter2@[::1]:2379/jobs?timeout=2").displayUri,
     "etcd://root:***@[::1]:2379/jobs?timeout=2",
   );
-  const bad = (uri: string, pattern: RegExp) => {
-    const error = assertThrows(() => etcd(uri), TypeError);
-    assertMatch(error.message, pattern);
-    assert(!error.message.includes("hunter2"), error.message);
-  };
+  const bad = (uri: string, pattern: RegExp) =>
+    assertBadUri(etcd, uri, pattern);
   bad("etcd3://root:hunter2@h1", /is not etcd:\/\//);
   bad("redis://root:hunter2@h1", /is not etcd:\/\//);
   bad("etcd://root:hunter2@", /names no host/);
@@ -114,28 +73,17 @@ Deno.test("etcd URIs: schemes, host lists, key root and bad values", () => {
   bad("etcd://root:hunter2@h1?timeout=0", /zero 'timeout'/);
 });
 
-Deno.test(
-  "etcd: the backend loads no npm client at all",
-  withServer,
-  async () => {
-    const child = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "eval",
-        `import { etcd } from "${new URL(
-          "../backends/etcd.ts",
-          import.meta.url,
-        )}"; const b = etcd("${fixture!.uri}"); const c = await b.tryAcquire(` +
-        `{ name: "no-npm-${Date.now()}", owner: "o", node: "n", expiresInMs: 2000, ` +
-        `guardMs: 0, wait: false, signal: AbortSignal.timeout(3000) }); ` +
-        `await c.release(0); await b.close(); ` +
-        // Deno 2 always has a global \`process\`; its Node layer bootstraps
-        // (and leaves \`nodeBootstrap\`) on the first npm module only.
-        `console.log("nodeBootstrap" in globalThis ? "loaded" : "clean");`,
-      ],
-    }).output();
-    assertEquals(new TextDecoder().decode(child.stdout).trim(), "clean");
-  },
-);
+// The gateway backend loads no npm client at all, even while it locks.
+testLoadsNoClient({
+  label: "etcd",
+  module: "backends/etcd.ts",
+  factory: "etcd",
+  uri: fixture?.uri ?? "etcd://127.0.0.1:1",
+  use: "acquire",
+  noNpm: true,
+  expect: ["clean", "clean"],
+  ignore: !server,
+});
 
 Deno.test(
   "etcd: keys, values and leases are as documented",
@@ -201,109 +149,25 @@ Deno.test(
   },
 );
 
-Deno.test(
-  "etcd: a hung server rejects in bounded time",
-  withServer,
-  async () => {
-    const hung = await startServer(etcdServer);
-    try {
-      await using backend = etcd(`etcd://127.0.0.1:${hung.port}?timeout=1`);
-      const claim = await backend.tryAcquire(request(lockName("hung")));
-      assert(claim, "acquired before the hang");
-      hung.pause();
-      let started = performance.now();
-      const renewal = await assertRejects(() =>
-        claim.renew(10_000, AbortSignal.timeout(5_000))
-      );
-      assert(!(renewal instanceof LockLostError), "a hang is not a loss");
-      assert(performance.now() - started < 2_500, "the timeout ends the renew");
-      started = performance.now();
-      await assertRejects(
-        () => backend.tryAcquire(request(lockName("hung"))),
-        BackendUnavailableError,
-      );
-      assert(performance.now() - started < 2_500, "the timeout ends the try");
-      hung.resume();
-      await claim.release(0);
-    } finally {
-      hung.resume();
-      await stopServer(hung);
-    }
-  },
-);
+testHungServer({
+  label: "etcd",
+  recipe: etcdServer,
+  open: etcd,
+  uriAt: (port) => `etcd://127.0.0.1:${port}?timeout=1`,
+  request,
+  renew: { expiresInMs: 10_000, signalMs: 5_000 },
+  renewWithinMs: 2_500,
+  tryWithinMs: 2_500,
+  recovers: false,
+  ignore: !server,
+});
 
-Deno.test(
-  "etcd: user and password auth, with re-authentication",
-  withServer,
-  async () => {
-    const secured = await startServer(etcdAuthServer);
-    try {
-      await enableAuth(secured.port);
-      const base = `127.0.0.1:${secured.port}`;
-      await using good = etcd(`etcd://root:${ETCD_ROOT_PASSWORD}@${base}`);
-      const first = await good.tryAcquire(request(lockName("auth")));
-      assert(first, "acquired with the password");
-      await first.release(0);
-      // The server's tokens expire after 1 s idle: the next call re-authenticates.
-      await sleep(2_500);
-      const second = await good.tryAcquire(request(lockName("auth")));
-      assert(second, "acquired again after the token expired");
-      await second.release(0);
-      await using wrong = etcd(`etcd://root:hunter2@${base}`);
-      const error = await assertRejects(
-        () => wrong.tryAcquire(request(lockName("auth"))),
-        BackendUnavailableError,
-      );
-      assertMatch(error.message, /authentication failed/);
-      assert(!error.message.includes("hunter2"), error.message);
-      await using anonymous = etcd(`etcd://${base}`);
-      await assertRejects(
-        () => anonymous.tryAcquire(request(lockName("auth"))),
-        BackendUnavailableError,
-      );
-    } finally {
-      await stopServer(secured);
-    }
-  },
-);
-
-const tlsReady = available(etcdTlsServer);
-Deno.test("etcd: etcd+https:// with ca, cert and key files", {
-  ignore: !tlsReady,
-}, async () => {
-  const tls = await startServer(etcdTlsServer);
-  try {
-    const base = `etcd+https://127.0.0.1:${tls.port}`;
-    const files =
-      `ca=${tls.dir}/ca.pem&cert=${tls.dir}/client.pem&key=${tls.dir}/client-key.pem`;
-    await using good = etcd(`${base}?${files}`);
-    const name = lockName("tls");
-    const claim = await good.tryAcquire(request(name));
-    assert(claim, "acquired over TLS with a client certificate");
-    const waiter = acquire({
-      backend: good,
-      lock: name,
-      guardTime: 0,
-      ttl: 2,
-      waitTimeout: 10,
-    });
-    await sleep(300);
-    await claim.release(0);
-    await (await waiter).release();
-    await using noCert = etcd(`${base}?ca=${tls.dir}/ca.pem&timeout=2`);
-    await assertRejects(
-      () => noCert.tryAcquire(request(name)),
-      BackendUnavailableError,
-    );
-    await using noCa = etcd(`${base}?timeout=2`);
-    const error = await assertRejects(
-      () => noCa.tryAcquire(request(name)),
-      BackendUnavailableError,
-    );
-    assertMatch(error.message, /certificate|issuer/i);
-  } finally {
-    await stopServer(tls);
-  }
+etcdChecks(flavour, {
+  wrongQuery: "",
+  wrongMessage: /authentication failed/,
+  anonymousRejects: true,
+  tlsHost: "127.0.0.1",
+  noCaMessage: /certificate|issuer/i,
 });
 
 Deno.test(
@@ -313,34 +177,16 @@ Deno.test(
     const name = lockName("wake");
     await using a = etcd(fixture!.uri);
     await using b = etcd(fixture!.uri);
-    const handoffs: number[] = [];
-    for (let i = 0; i < 5; i++) {
-      const held = await acquire({
-        backend: a,
-        lock: name,
-        guardTime: 0,
-        ttl: 2,
-      });
-      const waiter = acquire({
-        backend: b,
-        lock: name,
-        guardTime: 0,
-        ttl: 2,
-        waitTimeout: 10,
-      });
+    const handoffs = await measureHandoffs({
+      rounds: 5,
+      pair: () => [a, b],
+      lock: () => name,
+      ttl: 2,
+      waitTimeout: 10,
       // Past the first poll steps, so that only the watch can be quick.
-      await sleep(1_500);
-      const releasedAt = performance.now();
-      await held.release();
-      const next = await waiter;
-      handoffs.push(performance.now() - releasedAt);
-      await next.release();
-    }
-    console.log(
-      `etcd: watch handoff ${
-        handoffs.map((ms) => ms.toFixed(1)).join(", ")
-      } ms`,
-    );
+      settle: () => sleep(1_500),
+    });
+    logHandoffs("etcd: watch", handoffs);
     for (const ms of handoffs) assert(ms < 500, `handoff took ${ms} ms`);
   },
 );
@@ -349,35 +195,9 @@ Deno.test("etcd: waiters are served in arrival order", withServer, async () => {
   const name = lockName("fair");
   const backends = Array.from({ length: 4 }, () => etcd(fixture!.uri));
   try {
-    const held = await acquire({
-      backend: backends[0],
-      lock: name,
-      guardTime: 0,
-      ttl: 2,
-    });
-    const order: number[] = [];
-    const waiters = [];
-    for (let i = 1; i < backends.length; i++) {
-      waiters.push(
-        acquire({
-          backend: backends[i],
-          lock: name,
-          guardTime: 0,
-          ttl: 2,
-          waitTimeout: 20,
-        }).then(async (lease) => {
-          order.push(i);
-          await sleep(100);
-          await lease.release();
-        }),
-      );
-      await sleep(300);
-    }
-    assertEquals((await etcdKeys(server!.port, prefixOf(name))).length, 4);
-    await held.release();
-    await Promise.all(waiters);
+    const { order } = await queueInOrder(backends, name, { holdMs: 100 });
     assertEquals(order, [1, 2, 3]);
-    assertEquals((await etcdKeys(server!.port, prefixOf(name))).length, 0);
+    assertEquals(await keysOf(name), 0);
   } finally {
     for (const backend of backends) await backend.close();
   }
@@ -473,7 +293,6 @@ Deno.test(
     const claim = await a.tryAcquire(request(name));
     assert(claim, "acquired");
     const [key] = await etcdKeys(server!.port, prefixOf(name));
-    const { etcdAdmin } = await import("./servers/etcd.ts");
     await etcdAdmin(server!.port, "/v3/kv/put", {
       key: btoa(key.key),
       value: btoa("intruder"),
@@ -494,61 +313,5 @@ Deno.test(
       "intruder",
     );
     await etcdDeletePrefix(server!.port, prefixOf(name));
-  },
-);
-
-Deno.test({
-  name: "etcd: close() ends every connection, stream and timer",
-  ignore: !server,
-  // The sanitizers stay on: anything left open fails this test.
-  async fn() {
-    const name = lockName("close");
-    const a: Backend = etcd(fixture!.uri);
-    const b: Backend = etcd(fixture!.uri);
-    const claim = await a.tryAcquire(request(name)) as Claim;
-    assert(claim, "acquired");
-    const waiting = request(name, { wait: true });
-    assertEquals(await b.tryAcquire(waiting), undefined);
-    await b.waitForChange!(waiting, AbortSignal.timeout(300)).catch(() => {});
-    await a.close();
-    assertEquals(
-      await etcdKeys(server!.port, prefixOf(name)).then((k) => k.length),
-      1,
-    );
-    await b.close();
-    assertEquals(
-      await etcdKeys(server!.port, prefixOf(name)).then((k) => k.length),
-      0,
-    );
-  },
-});
-
-Deno.test(
-  "etcd: a script that locks and closes exits by itself",
-  withServer,
-  async () => {
-    const script = `
-    import { etcd } from "${new URL("../backends/etcd.ts", import.meta.url)}";
-    import { acquire } from "${new URL("../src/lease.ts", import.meta.url)}";
-    const backend = etcd("${fixture!.uri}");
-    const lease = await acquire({ backend, lock: "${
-      lockName("exit")
-    }", guardTime: 0, ttl: 2 });
-    await lease.release();
-    await backend.close();
-    console.log("done");`;
-    const started = performance.now();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", script],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-    const out = await child.output();
-    clearTimeout(timer);
-    const ms = performance.now() - started;
-    assertEquals(new TextDecoder().decode(out.stdout).trim(), "done");
-    assert(out.success, new TextDecoder().decode(out.stderr));
-    assert(ms < 8_000, `the script took ${ms} ms to exit`);
   },
 );

@@ -6,19 +6,21 @@
 
 import { etcd } from "../backends/etcd.ts";
 import { etcd3 } from "../backends/etcd3.ts";
-import { lockPrefix } from "../backends/etcd_lock.ts";
 import type { Backend } from "../src/backend.ts";
 import { LockHeldError } from "../src/errors.ts";
 import { acquire } from "../src/lease.ts";
+import { prefixOf, server } from "./etcd_suite.ts";
 import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
-import { etcdKeys, etcdServer } from "./servers/etcd.ts";
-import { sharedServer } from "./servers/server.ts";
+import {
+  lockNamesOf,
+  logHandoffs,
+  servedInOrder,
+  sleep,
+} from "./helpers/backend_checks.ts";
+import { etcdKeys } from "./servers/etcd.ts";
 
-const server = await sharedServer(etcdServer);
 const withServer = { ignore: !server };
-let unique = 0;
-const lockName = (tag: string) => `interop-${tag}-${Date.now()}-${unique++}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const lockName = lockNamesOf("interop");
 
 function pair(): [Backend, Backend] {
   return [
@@ -56,10 +58,10 @@ Deno.test(
       );
       // A waiter that gives up deletes its queue key as its signal aborts,
       // a moment after acquire() rejects.
-      let keys = await etcdKeys(server!.port, lockPrefix("coolock", name));
+      let keys = await etcdKeys(server!.port, prefixOf(name));
       for (let i = 0; i < 100 && keys.length > 1; i++) {
         await sleep(20);
-        keys = await etcdKeys(server!.port, lockPrefix("coolock", name));
+        keys = await etcdKeys(server!.port, prefixOf(name));
       }
       assertEquals(keys.length, 1, "the failed tries left no key");
       assertEquals(keys[0].value, held.owner, "the value is the owner");
@@ -98,33 +100,19 @@ Deno.test(
     const name = lockName("queue");
     const backends = [pair(), pair()].flat();
     try {
-      const held = await acquire(options(backends[0], name));
-      const order: string[] = [];
-      const handoffs: number[] = [];
-      let releasedAt = 0;
-      const waiters = [];
-      for (let i = 1; i < backends.length; i++) {
-        const backend = backends[i];
-        waiters.push(
-          acquire(options(backend, name, 20)).then(async (lease) => {
-            handoffs.push(performance.now() - releasedAt);
-            order.push(`${i}:${backend.scheme}`);
-            await sleep(200);
-            releasedAt = performance.now();
-            await lease.release();
-          }),
-        );
-        await sleep(400);
-      }
-      releasedAt = performance.now();
-      await held.release();
-      await Promise.all(waiters);
-      assertEquals(order, ["1:etcd3", "2:etcd", "3:etcd3"]);
-      console.log(
-        `interop: handoffs ${
-          handoffs.map((ms) => ms.toFixed(1)).join(", ")
-        } ms`,
+      const { order, handoffs } = await servedInOrder({
+        backends,
+        lock: name,
+        ttl: 2,
+        waitTimeout: 20,
+        holdMs: 200,
+        queued: () => sleep(400),
+      });
+      assertEquals(
+        order.map((i) => `${i}:${backends[i].scheme}`),
+        ["1:etcd3", "2:etcd", "3:etcd3"],
       );
+      logHandoffs("interop", handoffs);
       for (const ms of handoffs) assert(ms < 500, `handoff took ${ms} ms`);
     } finally {
       for (const backend of backends) await backend.close();

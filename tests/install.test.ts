@@ -6,6 +6,7 @@
 
 import { assetName, checksumLine } from "../scripts/build.ts";
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { textOutput } from "./helpers/output.ts";
 import denoJson from "../deno.json" with { type: "json" };
 
 const INSTALL = new URL("../install.sh", import.meta.url).pathname;
@@ -61,18 +62,15 @@ async function release(
 async function install(
   env: Record<string, string>,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out = await new Deno.Command("/bin/sh", {
-    args: [INSTALL],
-    env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ...env },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+  return await textOutput(
+    new Deno.Command("/bin/sh", {
+      args: [INSTALL],
+      env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", ...env },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }),
+  );
 }
 
 function oneLine(stderr: string, pattern: RegExp): void {

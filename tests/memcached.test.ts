@@ -5,32 +5,28 @@
  */
 
 import { memcached } from "../backends/memcached.ts";
-import {
-  Connection,
-  expirySeconds,
-  Op,
-  Status,
-} from "../backends/memcached_binary.ts";
-import type { LockRequest } from "../src/backend.ts";
-import { BackendUnavailableError, LockLostError } from "../src/backend.ts";
-import { acquire } from "../src/lease.ts";
+import { Connection, Op, Status } from "../backends/memcached_binary.ts";
+import { expirySeconds } from "../backends/memcached_extras.ts";
+import { LockLostError } from "../src/backend.ts";
 import { encodeLockName } from "../src/names.ts";
 import { contract } from "./contract.ts";
-import type { ContractFixture } from "./fixture.ts";
+import { assert, assertEquals, assertRejects } from "./helpers/assert.ts";
 import {
-  assert,
-  assertEquals,
-  assertMatch,
-  assertRejects,
-  assertThrows,
-} from "./helpers/assert.ts";
+  assertBadUri,
+  fixtureOf,
+  lockNamesOf,
+  logHandoffs,
+  measureHandoffs,
+  requestsWith,
+  sleep,
+  stopServer,
+  testCloseReleases,
+  testHungServer,
+  testLoadsNoClient,
+  testUnreachable,
+} from "./helpers/backend_checks.ts";
 import { memcachedServer } from "./servers/memcached.ts";
-import {
-  freePort,
-  sharedServer,
-  startServer,
-  type TestServer,
-} from "./servers/server.ts";
+import { sharedServer, startServer } from "./servers/server.ts";
 
 const server = await sharedServer(memcachedServer);
 const uriAt = (port: number) => `memcached://127.0.0.1:${port}`;
@@ -54,52 +50,22 @@ async function admin<T>(
 const get = (key: string, port?: number) =>
   admin((c) => c.send(key, Op.get, key, {}), port);
 
-const fixture: ContractFixture | undefined = server && {
+const fixture = fixtureOf(server, {
   name: "memcached",
-  uri: uriAt(server.port),
   uriAt,
-  uriWithSecret: (secret) =>
-    `memcached://coolock:${secret}@127.0.0.1:${server.port}?timeout=3`,
-  unreachableUri: uriAt(freePort()),
-  open: (uri = uriAt(server.port)) => memcached(uri),
+  uriWithSecret: (secret, port) =>
+    `memcached://coolock:${secret}@127.0.0.1:${port}?timeout=3`,
+  open: memcached,
   ttl: 2,
-  server,
   remove: (lock) =>
     admin(async (c) => void await c.send("", Op.delete, lockKey(lock), {})),
-};
+});
 
 contract(fixture);
 
-let unique = 0;
-function request(name: string, overrides: Partial<LockRequest> = {}) {
-  return {
-    name,
-    owner: `test:${crypto.randomUUID()}`,
-    node: "test",
-    expiresInMs: 30_000,
-    guardMs: 0,
-    wait: false,
-    signal: AbortSignal.timeout(10_000),
-    ...overrides,
-  };
-}
-const lockName = (tag: string) => `memcached-${tag}-${Date.now()}-${unique++}`;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const request = requestsWith({ expiresInMs: 30_000, timeoutMs: 10_000 });
+const lockName = lockNamesOf("memcached");
 const withServer = { ignore: !server };
-
-/**
- * Kills a server of this test's own. The server's status promise is unref'd
- * (tests/servers/server.ts), so something must keep the event loop alive
- * while kill() waits for it.
- */
-async function stop(own: TestServer): Promise<void> {
-  const keepAlive = setInterval(() => {}, 50);
-  try {
-    await own.kill();
-  } finally {
-    clearInterval(keepAlive);
-  }
-}
 
 Deno.test("memcached URIs: host lists, credentials and bad values", () => {
   assertEquals(
@@ -110,11 +76,8 @@ Deno.test("memcached URIs: host lists, credentials and bad values", () => {
     memcached("memcached://app:hunter2@h1?timeout=1.5").displayUri,
     "memcached://app:***@h1?timeout=1.5",
   );
-  const bad = (uri: string, pattern: RegExp) => {
-    const error = assertThrows(() => memcached(uri), TypeError);
-    assertMatch(error.message, pattern);
-    assert(!error.message.includes("hunter2"), error.message);
-  };
+  const bad = (uri: string, pattern: RegExp) =>
+    assertBadUri(memcached, uri, pattern);
   bad("memcached://u:hunter2@h1?ttl=3", /unknown query option 'ttl'/);
   bad("memcached://u:hunter2@h1?timeout=x", /bad 'timeout' value 'x'/);
   bad("memcached://u:hunter2@h1?timeout=0", /'timeout' of 0/);
@@ -123,6 +86,16 @@ Deno.test("memcached URIs: host lists, credentials and bad values", () => {
   bad("memcached://u:hunter2@h1,,h2", /empty or bad host/);
   bad("memcached://u:hunter2@", /no host/);
   bad("redis://u:hunter2@h1", /must start with memcached/);
+});
+
+testLoadsNoClient({
+  label: "memcached",
+  module: "backends/memcached.ts",
+  factory: "memcached",
+  uri: "memcached://127.0.0.1:1",
+  use: "close",
+  noNpm: true,
+  expect: ["clean", "clean"],
 });
 
 Deno.test("memcached: expiry is whole seconds, rounded up, plus one tick", () => {
@@ -141,35 +114,35 @@ Deno.test("memcached: expiry is whole seconds, rounded up, plus one tick", () =>
   );
 });
 
-Deno.test("memcached: a lock lives at least its expiry, and not much more", {
-  ...withServer,
-}, async () => {
-  const name = lockName("expiry");
-  await using a = memcached(fixture!.uri);
-  const claim = await a.tryAcquire(request(name, { expiresInMs: 1_200 }));
-  assert(claim, "acquired");
-  const acquiredAt = performance.now();
-  let freeAt: number | undefined;
-  while (freeAt === undefined) {
-    const next = await a.tryAcquire(request(name));
-    const at = performance.now();
-    if (next) {
-      freeAt = at;
-      await next.release(0);
-    } else if (at - acquiredAt > 6_000) break;
-    else await sleep(25);
-  }
-  const lived = freeAt! - acquiredAt;
-  console.log(`memcached: a 1.2 s lock lived ${lived.toFixed(0)} ms`);
-  assert(lived >= 1_200, `the lock lived at least 1.2 s, not ${lived} ms`);
-  assert(lived < 3_500, `the lock lived at most about 3 s, not ${lived} ms`);
-});
+Deno.test(
+  "memcached: a lock lives at least its expiry, and not much more",
+  withServer,
+  async () => {
+    const name = lockName("expiry");
+    await using a = memcached(fixture!.uri);
+    const claim = await a.tryAcquire(request(name, { expiresInMs: 1_200 }));
+    assert(claim, "acquired");
+    const acquiredAt = performance.now();
+    let freeAt: number | undefined;
+    while (freeAt === undefined) {
+      const next = await a.tryAcquire(request(name));
+      const at = performance.now();
+      if (next) {
+        freeAt = at;
+        await next.release(0);
+      } else if (at - acquiredAt > 6_000) break;
+      else await sleep(25);
+    }
+    const lived = freeAt! - acquiredAt;
+    console.log(`memcached: a 1.2 s lock lived ${lived.toFixed(0)} ms`);
+    assert(lived >= 1_200, `the lock lived at least 1.2 s, not ${lived} ms`);
+    assert(lived < 3_500, `the lock lived at most about 3 s, not ${lived} ms`);
+  },
+);
 
 Deno.test(
   "memcached: a stale claim's renew and release leave a newer holder alone",
-  {
-    ...withServer,
-  },
+  withServer,
   async () => {
     const name = lockName("stale");
     await using a = memcached(fixture!.uri);
@@ -196,44 +169,46 @@ Deno.test(
   },
 );
 
-Deno.test("memcached: a renewal crossing the release does not keep the lock", {
-  ...withServer,
-}, async () => {
-  await using a = memcached(fixture!.uri);
-  for (let i = 0; i < 5; i++) {
-    const name = lockName("cross");
+Deno.test(
+  "memcached: a renewal crossing the release does not keep the lock",
+  withServer,
+  async () => {
+    await using a = memcached(fixture!.uri);
+    for (let i = 0; i < 5; i++) {
+      const name = lockName("cross");
+      const claim = await a.tryAcquire(request(name));
+      assert(claim, "acquired");
+      await Promise.allSettled([
+        claim.renew(30_000, AbortSignal.timeout(5_000)),
+        claim.release(0),
+      ]);
+      assertEquals((await get(lockKey(name))).status, Status.notFound);
+    }
+  },
+);
+
+Deno.test(
+  "memcached: guard time on release keeps the item for what is left",
+  withServer,
+  async () => {
+    const name = lockName("guard");
+    await using a = memcached(fixture!.uri);
     const claim = await a.tryAcquire(request(name));
     assert(claim, "acquired");
-    await Promise.allSettled([
-      claim.renew(30_000, AbortSignal.timeout(5_000)),
-      claim.release(0),
-    ]);
-    assertEquals((await get(lockKey(name))).status, Status.notFound);
-  }
-});
-
-Deno.test("memcached: guard time on release keeps the item for what is left", {
-  ...withServer,
-}, async () => {
-  const name = lockName("guard");
-  await using a = memcached(fixture!.uri);
-  const claim = await a.tryAcquire(request(name));
-  assert(claim, "acquired");
-  await claim.release(1_000);
-  const releasedAt = performance.now();
-  assertEquals(await a.tryAcquire(request(name)), undefined);
-  let next;
-  while (!(next = await a.tryAcquire(request(name)))) await sleep(50);
-  const held = performance.now() - releasedAt;
-  assert(held >= 1_000 && held < 3_500, `held ${held} ms for a 1 s guard`);
-  await next.release(0);
-});
+    await claim.release(1_000);
+    const releasedAt = performance.now();
+    assertEquals(await a.tryAcquire(request(name)), undefined);
+    let next;
+    while (!(next = await a.tryAcquire(request(name)))) await sleep(50);
+    const held = performance.now() - releasedAt;
+    assert(held >= 1_000 && held < 3_500, `held ${held} ms for a 1 s guard`);
+    await next.release(0);
+  },
+);
 
 Deno.test(
   "memcached: fencing tokens increase across instances; the counter outlives the lock",
-  {
-    ...withServer,
-  },
+  withServer,
   async () => {
     const name = lockName("fence");
     await using a = memcached(fixture!.uri);
@@ -263,154 +238,128 @@ Deno.test(
   },
 );
 
-Deno.test("memcached: a lost counter starts again above the old tokens", {
-  ...withServer,
-}, async () => {
-  const name = lockName("evicted");
-  await using a = memcached(fixture!.uri);
-  const first = await a.tryAcquire(request(name));
-  assert(first, "acquired");
-  await first.release(0);
-  await admin((c) => c.send("", Op.delete, fenceKey(name), {}));
-  await sleep(5);
-  const second = await a.tryAcquire(request(name));
-  assert(second && second.token > first.token, "the token still increases");
-  await second.release(0);
-});
+Deno.test(
+  "memcached: a lost counter starts again above the old tokens",
+  withServer,
+  async () => {
+    const name = lockName("evicted");
+    await using a = memcached(fixture!.uri);
+    const first = await a.tryAcquire(request(name));
+    assert(first, "acquired");
+    await first.release(0);
+    await admin((c) => c.send("", Op.delete, fenceKey(name), {}));
+    await sleep(5);
+    const second = await a.tryAcquire(request(name));
+    assert(second && second.token > first.token, "the token still increases");
+    await second.release(0);
+  },
+);
 
-Deno.test("memcached: long names are hashed into keys that stay distinct", {
-  ...withServer,
-}, async () => {
-  await using a = memcached(fixture!.uri);
-  const base = "🔒".repeat(199);
-  const names = [`${base}a`, `${base}b`];
-  const claims = [];
-  for (const name of names) {
-    const claim = await a.tryAcquire(request(name));
-    assert(claim, `'${name.slice(-1)}' acquired`);
-    claims.push(claim);
-  }
-  for (const name of names) {
-    assertEquals(await a.tryAcquire(request(name)), undefined);
-  }
-  for (const claim of claims) await claim.release(0);
-});
-
-Deno.test("memcached: with several servers a name maps to one of them", {
-  ...withServer,
-}, async () => {
-  const other = await startServer(memcachedServer);
-  try {
-    const hosts = `127.0.0.1:${server!.port},127.0.0.1:${other.port}`;
-    await using a = memcached(`memcached://${hosts}`);
-    await using b = memcached(`memcached://${hosts}`);
-    const placed = new Set<number>();
-    for (let i = 0; i < 8; i++) {
-      const name = lockName("spread");
+Deno.test(
+  "memcached: long names are hashed into keys that stay distinct",
+  withServer,
+  async () => {
+    await using a = memcached(fixture!.uri);
+    const base = "🔒".repeat(199);
+    const names = [`${base}a`, `${base}b`];
+    const claims = [];
+    for (const name of names) {
       const claim = await a.tryAcquire(request(name));
-      assert(claim, "acquired");
-      assertEquals(await b.tryAcquire(request(name)), undefined);
-      const found = [];
-      for (const port of [server!.port, other.port]) {
-        const lock = await get(lockKey(name), port);
-        const fence = await get(fenceKey(name), port);
-        if (lock.status === Status.ok) found.push(port);
-        assertEquals(lock.status, fence.status, "lock and counter together");
-      }
-      assertEquals(found.length, 1, "the lock is on exactly one server");
-      placed.add(found[0]);
-      await claim.release(0);
+      assert(claim, `'${name.slice(-1)}' acquired`);
+      claims.push(claim);
     }
-    assertEquals(placed.size, 2, "names spread over both servers");
-  } finally {
-    await stop(other);
-  }
+    for (const name of names) {
+      assertEquals(await a.tryAcquire(request(name)), undefined);
+    }
+    for (const claim of claims) await claim.release(0);
+  },
+);
+
+Deno.test(
+  "memcached: with several servers a name maps to one of them",
+  withServer,
+  async () => {
+    const other = await startServer(memcachedServer);
+    try {
+      const hosts = `127.0.0.1:${server!.port},127.0.0.1:${other.port}`;
+      await using a = memcached(`memcached://${hosts}`);
+      await using b = memcached(`memcached://${hosts}`);
+      const placed = new Set<number>();
+      for (let i = 0; i < 8; i++) {
+        const name = lockName("spread");
+        const claim = await a.tryAcquire(request(name));
+        assert(claim, "acquired");
+        assertEquals(await b.tryAcquire(request(name)), undefined);
+        const found = [];
+        for (const port of [server!.port, other.port]) {
+          const lock = await get(lockKey(name), port);
+          const fence = await get(fenceKey(name), port);
+          if (lock.status === Status.ok) found.push(port);
+          assertEquals(lock.status, fence.status, "lock and counter together");
+        }
+        assertEquals(found.length, 1, "the lock is on exactly one server");
+        placed.add(found[0]);
+        await claim.release(0);
+      }
+      assertEquals(placed.size, 2, "names spread over both servers");
+    } finally {
+      await stopServer(other);
+    }
+  },
+);
+
+testUnreachable({
+  label: "memcached",
+  open: memcached,
+  uriAt: (port) => `memcached://u:hunter2@127.0.0.1:${port}`,
+  request,
+  withinMs: 2_000,
+  secret: "hunter2",
 });
 
-Deno.test("memcached: an unreachable or hung server rejects in bounded time", {
-  ...withServer,
-}, async () => {
-  await using down = memcached(`memcached://u:hunter2@127.0.0.1:${freePort()}`);
-  let started = performance.now();
-  const refused = await assertRejects(
-    () => down.tryAcquire(request(lockName("down"))),
-    BackendUnavailableError,
-  );
-  assert(performance.now() - started < 2_000, "refused at once");
-  assert(!refused.message.includes("hunter2"), refused.message);
+testHungServer({
+  label: "memcached",
+  recipe: memcachedServer,
+  open: memcached,
+  uriAt: (port) => `${uriAt(port)}?timeout=1`,
+  request,
+  renew: { expiresInMs: 30_000, signalMs: 500 },
+  // The call timeout ends both calls.
+  totalWithinMs: 3_000,
+  recovers: true,
+  ignore: !server,
+});
 
-  const hung = await startServer(memcachedServer);
-  try {
-    await using backend = memcached(`${uriAt(hung.port)}?timeout=1`);
-    const claim = await backend.tryAcquire(request(lockName("hung")));
-    assert(claim, "acquired before the hang");
-    hung.pause();
-    started = performance.now();
-    const renewal = await assertRejects(() =>
-      claim.renew(30_000, AbortSignal.timeout(500))
+Deno.test(
+  "memcached: a waiter's watch sees a release within a poll",
+  withServer,
+  async () => {
+    await using a = memcached(fixture!.uri);
+    await using b = memcached(fixture!.uri);
+    const handoffs = await measureHandoffs({
+      rounds: 3,
+      pair: () => [a, b],
+      lock: () => lockName("watch"),
+      waitTimeout: 20,
+      // Long enough for the lifecycle's own polls to be half a second apart.
+      settle: () => sleep(2_500),
+    });
+    logHandoffs("memcached: polled", handoffs);
+    const mean = handoffs.reduce((x, y) => x + y) / handoffs.length;
+    assert(
+      mean < 200,
+      `the watch polls every 50 ms, but handoffs took ${mean} ms`,
     );
-    assert(!(renewal instanceof LockLostError), "a hang is not a loss");
-    await assertRejects(
-      () =>
-        backend.tryAcquire(
-          request(lockName("hung"), { signal: AbortSignal.timeout(60_000) }),
-        ),
-      BackendUnavailableError,
-    );
-    const ms = performance.now() - started;
-    assert(ms < 3_000, `the call timeout ends the calls, not ${ms} ms`);
-    hung.resume();
-    const again = await backend.tryAcquire(request(lockName("back")));
-    assert(again, "works again once the server answers");
-    await again.release(0);
-    await claim.release(0);
-  } finally {
-    hung.resume();
-    await stop(hung);
-  }
-});
+  },
+);
 
-Deno.test("memcached: a waiter's watch sees a release within a poll", {
-  ...withServer,
-}, async () => {
-  await using a = memcached(fixture!.uri);
-  await using b = memcached(fixture!.uri);
-  const handoffs: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    const lock = lockName("watch");
-    const held = await acquire({ backend: a, lock, guardTime: 0 });
-    const waiter = acquire({ backend: b, lock, guardTime: 0, waitTimeout: 20 });
-    // Long enough for the lifecycle's own polls to be half a second apart.
-    await sleep(2_500);
-    const releasedAt = performance.now();
-    await held.release();
-    const next = await waiter;
-    handoffs.push(performance.now() - releasedAt);
-    await next.release();
-  }
-  console.log(
-    `memcached: polled handoff ${
-      handoffs.map((ms) => ms.toFixed(0)).join(", ")
-    } ms`,
-  );
-  const mean = handoffs.reduce((x, y) => x + y) / handoffs.length;
-  assert(
-    mean < 200,
-    `the watch polls every 50 ms, but handoffs took ${mean} ms`,
-  );
-});
-
-Deno.test("memcached: close() releases held claims", {
-  ...withServer,
-}, async () => {
-  const name = lockName("close");
-  const backend = memcached(fixture!.uri);
-  const claim = await backend.tryAcquire(request(name));
-  assert(claim, "acquired");
-  await backend.close();
-  assertEquals((await get(lockKey(name))).status, Status.notFound);
-  await assertRejects(
-    () => backend.tryAcquire(request(name)),
-    BackendUnavailableError,
-  );
+testCloseReleases({
+  label: "memcached",
+  open: () => memcached(fixture!.uri),
+  request,
+  lockName,
+  keys: async (name) =>
+    (await get(lockKey(name))).status === Status.notFound ? 0 : 1,
+  rejectsAfterClose: true,
+  ignore: !server,
 });

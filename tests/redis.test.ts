@@ -6,25 +6,33 @@
 
 import { Redis } from "npm:ioredis@6.0.0";
 import { redis } from "../backends/redis.ts";
-import type { Backend, LockRequest } from "../src/backend.ts";
 import { BackendUnavailableError, LockLostError } from "../src/backend.ts";
 import { acquire } from "../src/lease.ts";
 import { contract } from "./contract.ts";
-import type { ContractFixture } from "./fixture.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
   assertRejects,
-  assertThrows,
 } from "./helpers/assert.ts";
+import {
+  assertBadUri,
+  fixtureOf,
+  lockNamesOf,
+  requestsWith,
+  sleep,
+  stopServer,
+  testCloseReleases,
+  testHungServer,
+  testLoadsNoClient,
+  testUnreachable,
+} from "./helpers/backend_checks.ts";
 import { redisSentinel, redisServer, redisTlsServer } from "./servers/redis.ts";
 import {
   available,
   freePort,
   sharedServer,
   startServer,
-  type TestServer,
 } from "./servers/server.ts";
 
 const server = await sharedServer(redisServer);
@@ -41,51 +49,22 @@ async function admin<T>(work: (client: Redis) => Promise<T>): Promise<T> {
   }
 }
 
-const fixture: ContractFixture | undefined = server && {
+const fixture = fixtureOf(server, {
   name: "redis",
-  uri: uriAt(server.port),
   uriAt,
-  uriWithSecret: (secret) =>
-    `redis://coolock:${secret}@127.0.0.1:${server.port}/0?connect_timeout=3`,
-  unreachableUri: uriAt(freePort()),
-  open: (uri = uriAt(server.port)) => redis(uri),
+  uriWithSecret: (secret, port) =>
+    `redis://coolock:${secret}@127.0.0.1:${port}/0?connect_timeout=3`,
+  open: redis,
   ttl: 2,
-  server,
   remove: (lock) =>
     admin(async (client) => void await client.del(`coolock:lock:${lock}`)),
-};
+});
 
 contract(fixture);
 
-let unique = 0;
-function request(name: string, overrides: Partial<LockRequest> = {}) {
-  return {
-    name,
-    owner: `test:${crypto.randomUUID()}`,
-    node: "test",
-    expiresInMs: 30_000,
-    guardMs: 0,
-    wait: false,
-    signal: AbortSignal.timeout(10_000),
-    ...overrides,
-  };
-}
-const lockName = (tag: string) => `redis-${tag}-${Date.now()}-${unique++}`;
+const request = requestsWith({ expiresInMs: 30_000, timeoutMs: 10_000 });
+const lockName = lockNamesOf("redis");
 const withServer = { ignore: !server };
-
-/**
- * Kills a server of this test's own. The server's status promise is unref'd
- * (tests/servers/server.ts), so something must keep the event loop alive
- * while kill() waits for it.
- */
-async function stop(own: TestServer): Promise<void> {
-  const keepAlive = setInterval(() => {}, 50);
-  try {
-    await own.kill();
-  } finally {
-    clearInterval(keepAlive);
-  }
-}
 
 Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
   assertEquals(redis("redis://db").displayUri, "redis://db");
@@ -95,11 +74,8 @@ Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
     "redis://app:***@db/2",
   );
   redis("redis://s1:26379,s2:26379/0?sentinel=mymaster&sentinel_password=x");
-  const bad = (uri: string, pattern: RegExp) => {
-    const error = assertThrows(() => redis(uri), TypeError);
-    assertMatch(error.message, pattern);
-    assert(!error.message.includes("hunter2"), error.message);
-  };
+  const bad = (uri: string, pattern: RegExp) =>
+    assertBadUri(redis, uri, pattern);
   bad("redis://:hunter2@db/x", /bad database 'x'/);
   bad("redis://:hunter2@db/1/2", /bad database '1\/2'/);
   bad("redis://:hunter2@db/-1", /bad database '-1'/);
@@ -115,35 +91,26 @@ Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
   bad("redis://:hunter2@", /no host/);
 });
 
-Deno.test("redis: importing and opening the backend loads no client", async () => {
-  // --no-npm fails any npm import that runs, so only a lazy one passes.
-  const module = new URL("../backends/redis.ts", import.meta.url).href;
-  const child = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      "--no-npm",
-      `const { redis } = await import("${module}");` +
-      `await redis("redis://127.0.0.1:1").close(); console.log("clean");`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const out = new TextDecoder().decode(child.stdout).trim();
-  assertEquals(out, "clean", new TextDecoder().decode(child.stderr));
+testLoadsNoClient({
+  label: "redis",
+  module: "backends/redis.ts",
+  factory: "redis",
+  uri: "redis://127.0.0.1:1",
+  use: "close",
+  noNpm: true,
+  expect: ["clean", "clean"],
 });
 
 Deno.test(
   "redis: a stale claim's renew and release leave a newer holder alone",
-  {
-    ...withServer,
-  },
+  withServer,
   async () => {
     const name = lockName("stale");
     await using a = redis(fixture!.uri);
     await using b = redis(fixture!.uri);
     const stale = await a.tryAcquire(request(name, { expiresInMs: 300 }));
     assert(stale, "the first claim");
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await sleep(400);
     const fresh = await b.tryAcquire(request(name));
     assert(fresh, "the lock expired and a new owner took it");
     await assertRejects(
@@ -166,28 +133,28 @@ Deno.test(
   },
 );
 
-Deno.test("redis: guard time on release is a PEXPIRE to what is left", {
-  ...withServer,
-}, async () => {
-  const name = lockName("guard");
-  await using a = redis(fixture!.uri);
-  const claim = await a.tryAcquire(request(name));
-  assert(claim, "acquired");
-  await claim.release(1_500);
-  const ttl = await admin((c) => c.pttl(`coolock:lock:${name}`));
-  assert(ttl > 1_000 && ttl <= 1_500, `held for the guard time, ${ttl} ms`);
-  assertEquals(await a.tryAcquire(request(name)), undefined);
-  await new Promise((resolve) => setTimeout(resolve, 1_600));
-  const next = await a.tryAcquire(request(name));
-  assert(next, "free after the guard time");
-  await next.release(0);
-});
+Deno.test(
+  "redis: guard time on release is a PEXPIRE to what is left",
+  withServer,
+  async () => {
+    const name = lockName("guard");
+    await using a = redis(fixture!.uri);
+    const claim = await a.tryAcquire(request(name));
+    assert(claim, "acquired");
+    await claim.release(1_500);
+    const ttl = await admin((c) => c.pttl(`coolock:lock:${name}`));
+    assert(ttl > 1_000 && ttl <= 1_500, `held for the guard time, ${ttl} ms`);
+    assertEquals(await a.tryAcquire(request(name)), undefined);
+    await sleep(1_600);
+    const next = await a.tryAcquire(request(name));
+    assert(next, "free after the guard time");
+    await next.release(0);
+  },
+);
 
 Deno.test(
   "redis: fencing tokens increase across instances and outlive the lock",
-  {
-    ...withServer,
-  },
+  withServer,
   async () => {
     const name = lockName("fence");
     await using a = redis(fixture!.uri);
@@ -201,7 +168,7 @@ Deno.test(
       assert(claim, `acquisition ${i}`);
       tokens.push(claim.token);
       // One lease expires on its own instead of being released.
-      if (i === 2) await new Promise((resolve) => setTimeout(resolve, 100));
+      if (i === 2) await sleep(100);
       else await claim.release(0);
     }
     for (let i = 1; i < tokens.length; i++) {
@@ -212,24 +179,24 @@ Deno.test(
   },
 );
 
-Deno.test("redis: lock names are Redis key bytes, unescaped", {
-  ...withServer,
-}, async () => {
-  const name = `${lockName("bytes")} 'x"; *?[] /%2F 🔒`;
-  await using a = redis(fixture!.uri);
-  const owner = `test:${crypto.randomUUID()}`;
-  const claim = await a.tryAcquire(request(name, { owner }));
-  assert(claim, "acquired");
-  assertEquals(await admin((c) => c.get(`coolock:lock:${name}`)), owner);
-  await claim.release(0);
-  assertEquals(await admin((c) => c.exists(`coolock:lock:${name}`)), 0);
-});
+Deno.test(
+  "redis: lock names are Redis key bytes, unescaped",
+  withServer,
+  async () => {
+    const name = `${lockName("bytes")} 'x"; *?[] /%2F 🔒`;
+    await using a = redis(fixture!.uri);
+    const owner = `test:${crypto.randomUUID()}`;
+    const claim = await a.tryAcquire(request(name, { owner }));
+    assert(claim, "acquired");
+    assertEquals(await admin((c) => c.get(`coolock:lock:${name}`)), owner);
+    await claim.release(0);
+    assertEquals(await admin((c) => c.exists(`coolock:lock:${name}`)), 0);
+  },
+);
 
 Deno.test(
   "redis: a release wakes waiters by pub/sub on one shared connection",
-  {
-    ...withServer,
-  },
+  withServer,
   async () => {
     const names = [lockName("wake"), lockName("wake"), lockName("wake")];
     await using a = redis(fixture!.uri);
@@ -240,7 +207,7 @@ Deno.test(
     const waiters = names.map((name) =>
       acquire({ backend: b, lock: name, guardTime: 0, waitTimeout: 10 })
     );
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await sleep(400);
     const clients = await admin((c) => c.client("LIST")) as string;
     const ours = clients.split("\n").filter((line) =>
       line.includes("name=coolock")
@@ -266,79 +233,51 @@ Deno.test(
   },
 );
 
-Deno.test("redis: waitForChange sees a release that came before SUBSCRIBE", {
-  ...withServer,
-}, async () => {
-  const name = lockName("early");
-  await using a = redis(fixture!.uri);
-  const started = performance.now();
-  await a.waitForChange!(request(name), AbortSignal.timeout(5_000));
-  const ms = performance.now() - started;
-  assert(ms < 1_000, `a free lock ends the wait at once, not after ${ms} ms`);
-});
-
-Deno.test("redis: an unreachable or hung server rejects in bounded time", {
-  ...withServer,
-}, async () => {
-  await using down = redis(`redis://:hunter2@127.0.0.1:${freePort()}/0`);
-  let started = performance.now();
-  const refused = await assertRejects(
-    () => down.tryAcquire(request(lockName("down"))),
-    BackendUnavailableError,
-  );
-  assert(performance.now() - started < 3_000, "refused at once");
-  assert(!refused.message.includes("hunter2"), refused.message);
-
-  const hung = await startServer(redisServer);
-  try {
-    await using backend = redis(uriAt(hung.port));
-    const claim = await backend.tryAcquire(request(lockName("hung")));
-    assert(claim, "acquired before the hang");
-    hung.pause();
-    started = performance.now();
-    const renewal = await assertRejects(() =>
-      claim.renew(30_000, AbortSignal.timeout(1_000))
-    );
-    assert(!(renewal instanceof LockLostError), "a hang is not a loss");
-    assert(performance.now() - started < 2_000, "the signal ends the renew");
-    started = performance.now();
-    await assertRejects(
-      () =>
-        backend.tryAcquire(
-          request(lockName("hung"), { signal: AbortSignal.timeout(60_000) }),
-        ),
-      BackendUnavailableError,
-    );
+Deno.test(
+  "redis: waitForChange sees a release that came before SUBSCRIBE",
+  withServer,
+  async () => {
+    const name = lockName("early");
+    await using a = redis(fixture!.uri);
+    const started = performance.now();
+    await a.waitForChange!(request(name), AbortSignal.timeout(5_000));
     const ms = performance.now() - started;
-    assert(ms < 8_000, `the command timeout ends the call, not ${ms} ms`);
-    hung.resume();
-    const again = await backend.tryAcquire(request(lockName("back")));
-    assert(again, "a new connection works once the server answers again");
-    await again.release(0);
-    await claim.release(0);
-  } finally {
-    hung.resume();
-    await stop(hung);
-  }
+    assert(ms < 1_000, `a free lock ends the wait at once, not after ${ms} ms`);
+  },
+);
+
+testUnreachable({
+  label: "redis",
+  open: redis,
+  uriAt: (port) => `redis://:hunter2@127.0.0.1:${port}/0`,
+  request,
+  withinMs: 3_000,
+  secret: "hunter2",
 });
 
-Deno.test("redis: close() releases held claims and ends every connection", {
-  ...withServer,
-}, async () => {
-  const name = lockName("close");
-  const backend: Backend = redis(fixture!.uri);
-  const claim = await backend.tryAcquire(request(name));
-  assert(claim, "acquired");
-  await backend.waitForChange!(
-    request(lockName("close-wait")),
-    AbortSignal.timeout(1_000),
-  );
-  await backend.close();
-  assertEquals(await admin((c) => c.exists(`coolock:lock:${name}`)), 0);
-  await assertRejects(
-    () => backend.tryAcquire(request(name)),
-    BackendUnavailableError,
-  );
+testHungServer({
+  label: "redis",
+  recipe: redisServer,
+  open: redis,
+  uriAt,
+  request,
+  renew: { expiresInMs: 30_000, signalMs: 1_000 },
+  renewWithinMs: 2_000,
+  // The command timeout ends the call.
+  tryWithinMs: 8_000,
+  recovers: true,
+  ignore: !server,
+});
+
+testCloseReleases({
+  label: "redis",
+  open: () => redis(fixture!.uri),
+  request,
+  lockName,
+  keys: (name) => admin((c) => c.exists(`coolock:lock:${name}`)),
+  waitsOnOther: true,
+  rejectsAfterClose: true,
+  ignore: !server,
 });
 
 const tlsReady = available(redisTlsServer);
@@ -368,35 +307,37 @@ Deno.test("redis: rediss:// with ca, cert and key files", {
     );
     assertMatch(error.message, /certificate/i);
   } finally {
-    await stop(tls);
+    await stopServer(tls);
   }
 });
 
-Deno.test("redis: ?sentinel= finds the master through a Sentinel", {
-  ...withServer,
-}, async () => {
-  const sentinel = await startServer(redisSentinel(server!.port));
-  try {
-    const down = freePort();
-    await using backend = redis(
-      `redis://127.0.0.1:${down},127.0.0.1:${sentinel.port}/0?sentinel=mymaster`,
-    );
-    const name = lockName("sentinel");
-    const claim = await backend.tryAcquire(request(name));
-    assert(claim, "acquired through the Sentinel");
-    assertEquals(
-      await admin((c) => c.get(`coolock:lock:${name}`)) !== null,
-      true,
-    );
-    await claim.release(0);
-    await using wrong = redis(
-      `redis://127.0.0.1:${sentinel.port}/0?sentinel=nosuchmaster`,
-    );
-    await assertRejects(
-      () => wrong.tryAcquire(request(name)),
-      BackendUnavailableError,
-    );
-  } finally {
-    await stop(sentinel);
-  }
-});
+Deno.test(
+  "redis: ?sentinel= finds the master through a Sentinel",
+  withServer,
+  async () => {
+    const sentinel = await startServer(redisSentinel(server!.port));
+    try {
+      const down = freePort();
+      await using backend = redis(
+        `redis://127.0.0.1:${down},127.0.0.1:${sentinel.port}/0?sentinel=mymaster`,
+      );
+      const name = lockName("sentinel");
+      const claim = await backend.tryAcquire(request(name));
+      assert(claim, "acquired through the Sentinel");
+      assertEquals(
+        await admin((c) => c.get(`coolock:lock:${name}`)) !== null,
+        true,
+      );
+      await claim.release(0);
+      await using wrong = redis(
+        `redis://127.0.0.1:${sentinel.port}/0?sentinel=nosuchmaster`,
+      );
+      await assertRejects(
+        () => wrong.tryAcquire(request(name)),
+        BackendUnavailableError,
+      );
+    } finally {
+      await stopServer(sentinel);
+    }
+  },
+);

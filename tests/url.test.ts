@@ -7,6 +7,7 @@
  */
 
 import { assert, assertEquals, assertMatch } from "./helpers/assert.ts";
+import { textOutput } from "./helpers/output.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -92,28 +93,25 @@ async function deno(
   options: { home: string; denoDir: string; cwd?: string },
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const proxy = `http://127.0.0.1:${closedPort()}`;
-  const out = await new Deno.Command(Deno.execPath(), {
-    args,
-    cwd: options.cwd ?? options.home,
-    env: {
-      PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
-      HOME: options.home,
-      DENO_DIR: options.denoDir,
-      NO_COLOR: "1",
-      // HTTPS only: the repo's own modules come over plain HTTP, directly.
-      HTTPS_PROXY: proxy,
-      https_proxy: proxy,
-      NO_PROXY: "127.0.0.1",
-    },
-    clearEnv: true,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  return {
-    code: out.code,
-    stdout: decoder.decode(out.stdout),
-    stderr: decoder.decode(out.stderr),
-  };
+  return await textOutput(
+    new Deno.Command(Deno.execPath(), {
+      args,
+      cwd: options.cwd ?? options.home,
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: options.home,
+        DENO_DIR: options.denoDir,
+        NO_COLOR: "1",
+        // HTTPS only: the repo's own modules come over plain HTTP, directly.
+        HTTPS_PROXY: proxy,
+        https_proxy: proxy,
+        NO_PROXY: "127.0.0.1",
+      },
+      clearEnv: true,
+      stdout: "piped",
+      stderr: "piped",
+    }),
+  );
 }
 
 /** The scoped permissions the README documents for the file backend. */

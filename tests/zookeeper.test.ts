@@ -14,14 +14,25 @@ import { BackendUnavailableError } from "../src/backend.ts";
 import { acquire } from "../src/lease.ts";
 import { encodeLockName } from "../src/names.ts";
 import { contract } from "./contract.ts";
-import type { ContractFixture } from "./fixture.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
   assertRejects,
-  assertThrows,
 } from "./helpers/assert.ts";
+import {
+  assertBadUri,
+  fixtureOf,
+  lockNamesOf,
+  measureHandoffs,
+  moduleUrl,
+  requestsWith,
+  servedInOrder,
+  sleep,
+  testLoadsNoClient,
+  testScriptExits,
+  testUnreachable,
+} from "./helpers/backend_checks.ts";
 import { freePort, sharedServer } from "./servers/server.ts";
 import { ZOOKEEPER_SUPER, zookeeperServer } from "./servers/zookeeper.ts";
 
@@ -83,43 +94,27 @@ const queueOf = async (lock: string) =>
     names.filter((name) => name.startsWith("lock-")).sort()
   );
 
-const fixture: ContractFixture | undefined = server && {
+const fixture = fixtureOf(server, {
   name: "zookeeper",
-  uri: uriAt(server.port),
   uriAt,
-  uriWithSecret: (secret) =>
+  uriWithSecret: (secret, port) =>
     `zookeeper://coolock:${
       encodeURIComponent(secret)
-    }@127.0.0.1:${server.port}?session_timeout=3`,
-  unreachableUri: uriAt(freePort()),
-  open: (uri = uriAt(server.port)) => zookeeper(uri),
+    }@127.0.0.1:${port}?session_timeout=3`,
+  open: zookeeper,
   ttl: 3,
-  server,
   remove: async (lock) => {
     const [holder] = await queueOf(lock);
     if (holder) {
       await admin((a) => a.remove(`${parentOf(lock)}/${holder}`));
     }
   },
-};
+});
 
 contract(fixture);
 
-let unique = 0;
-const lockName = (tag: string) => `zk-${tag}-${Date.now()}-${unique++}`;
-function request(name: string, overrides: Partial<LockRequest> = {}) {
-  return {
-    name,
-    owner: `test:${crypto.randomUUID()}`,
-    node: "test",
-    expiresInMs: 3_000,
-    guardMs: 0,
-    wait: false,
-    signal: AbortSignal.timeout(20_000),
-    ...overrides,
-  };
-}
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const lockName = lockNamesOf("zk");
+const request = requestsWith({ expiresInMs: 3_000, timeoutMs: 20_000 });
 const withServer = {
   ignore: !server,
   sanitizeOps: false,
@@ -138,11 +133,8 @@ Deno.test("zookeeper URIs: hosts, chroot, options and bad values", () => {
     "zookeeper://app:***@zk/x?session_timeout=6",
   );
   zookeeper(new URL("zookeeper://zk:2181/apps"));
-  const bad = (uri: string, pattern: RegExp) => {
-    const error = assertThrows(() => zookeeper(uri), TypeError);
-    assertMatch(error.message, pattern);
-    assert(!error.message.includes("hunter2"), error.message);
-  };
+  const bad = (uri: string, pattern: RegExp) =>
+    assertBadUri(zookeeper, uri, pattern);
   bad("redis://app:hunter2@zk", /must start with zookeeper:\/\/ or kazoo/);
   bad("zookeeper://app:hunter2@", /names no host/);
   bad("zookeeper://app:hunter2@zk:0", /bad port '0'/);
@@ -160,32 +152,23 @@ Deno.test("zookeeper URIs: hosts, chroot, options and bad values", () => {
   bad("zookeeper://app:hunter2@zk?session_timeout=0.5", /at least 1 second/);
 });
 
-Deno.test("zookeeper: importing and opening the backend loads no client", async () => {
-  const module = new URL("../backends/zookeeper.ts", import.meta.url).href;
-  const child = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      "--no-npm",
-      `const { zookeeper } = await import("${module}");` +
-      `await zookeeper("zookeeper://127.0.0.1:1").close(); console.log("clean");`,
-    ],
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const out = new TextDecoder().decode(child.stdout).trim();
-  assertEquals(out, "clean", new TextDecoder().decode(child.stderr));
+testLoadsNoClient({
+  label: "zookeeper",
+  module: "backends/zookeeper.ts",
+  factory: "zookeeper",
+  uri: "zookeeper://127.0.0.1:1",
+  use: "close",
+  noNpm: true,
+  expect: ["clean", "clean"],
 });
 
-Deno.test("zookeeper: an unreachable server rejects in bounded time", async () => {
-  await using backend = zookeeper(uriAt(freePort()));
-  const started = performance.now();
-  const error = await assertRejects(
-    () => backend.tryAcquire(request(lockName("down"))),
-    BackendUnavailableError,
-  );
-  const ms = performance.now() - started;
-  assert(ms < 7_000, `gave up after ${ms.toFixed(0)} ms`);
-  assertMatch(error.message, /no session within 5 s/);
+testUnreachable({
+  label: "zookeeper",
+  open: zookeeper,
+  uriAt,
+  request,
+  withinMs: 7_000,
+  message: /no session within 5 s/,
 });
 
 Deno.test(
@@ -195,34 +178,17 @@ Deno.test(
     const lock = lockName("fair");
     const backends = Array.from({ length: 5 }, () => zookeeper(fixture!.uri));
     try {
-      const holder = await acquire({
-        backend: backends[0],
+      const { order } = await servedInOrder({
+        backends,
         lock,
         ttl: 3,
-        guardTime: 0,
-      });
-      const order: number[] = [];
-      const waiters = [];
-      for (let i = 1; i < backends.length; i++) {
-        waiters.push(
-          acquire({
-            backend: backends[i],
-            lock,
-            ttl: 3,
-            guardTime: 0,
-            waitTimeout: 30,
-          }).then(async (lease) => {
-            order.push(i);
-            await sleep(50);
-            await lease.release();
-          }),
-        );
+        waitTimeout: 30,
+        holdMs: 50,
         // Each waiter is in the queue before the next one arrives.
-        const expected = i + 1;
-        while ((await queueOf(lock)).length < expected) await sleep(20);
-      }
-      await holder.release();
-      await Promise.all(waiters);
+        queued: async (i) => {
+          while ((await queueOf(lock)).length < i + 1) await sleep(20);
+        },
+      });
       assertEquals(order, [1, 2, 3, 4]);
     } finally {
       await Promise.all(backends.map((b) => b.close()));
@@ -429,25 +395,17 @@ Deno.test("zookeeper: handoff latency in wait mode", withServer, async () => {
   const lock = lockName("handoff");
   await using a = zookeeper(fixture!.uri);
   await using b = zookeeper(fixture!.uri);
-  const samples: number[] = [];
-  for (let i = 0; i < 10; i++) {
-    const [from, to] = i % 2 ? [a, b] : [b, a];
-    const held = await acquire({ backend: from, lock, ttl: 3, guardTime: 0 });
-    const waiter = acquire({
-      backend: to,
-      lock,
-      ttl: 3,
-      guardTime: 0,
-      waitTimeout: 10,
-    });
-    while ((await queueOf(lock)).length < 2) await sleep(10);
-    await sleep(50);
-    const released = performance.now();
-    await held.release();
-    const next = await waiter;
-    samples.push(performance.now() - released);
-    await next.release();
-  }
+  const samples = await measureHandoffs({
+    rounds: 10,
+    pair: (i) => i % 2 ? [a, b] : [b, a],
+    lock: () => lock,
+    ttl: 3,
+    waitTimeout: 10,
+    settle: async () => {
+      while ((await queueOf(lock)).length < 2) await sleep(10);
+      await sleep(50);
+    },
+  });
   samples.sort((x, y) => x - y);
   console.log(
     `zookeeper: handoff latency median ${samples[5].toFixed(1)} ms, max ${
@@ -457,20 +415,17 @@ Deno.test("zookeeper: handoff latency in wait mode", withServer, async () => {
   assert(samples[5] < 500, `median handoff ${samples[5]} ms`);
 });
 
-Deno.test(
-  "zookeeper: close() ends the session so the process exits",
-  withServer,
-  async () => {
-    const lock = lockName("exit");
-    const backends = new URL("../backends/zookeeper.ts", import.meta.url).href;
-    const lease = new URL("../src/lease.ts", import.meta.url).href;
-    const script = `
-    const { zookeeper } = await import("${backends}");
-    const { acquire } = await import("${lease}");
+const exitLock = lockName("exit");
+testScriptExits({
+  label: "zookeeper",
+  name: "close() ends the session so the process exits",
+  script: () => `
+    const { zookeeper } = await import("${moduleUrl("backends/zookeeper.ts")}");
+    const { acquire } = await import("${moduleUrl("src/lease.ts")}");
     const backend = zookeeper("${fixture!.uri}");
-    const held = await acquire({ backend, lock: "${lock}", ttl: 3, guardTime: 0 });
+    const held = await acquire({ backend, lock: "${exitLock}", ttl: 3, guardTime: 0 });
     const other = zookeeper("${fixture!.uri}");
-    const waiting = acquire({ backend: other, lock: "${lock}", ttl: 3, guardTime: 0, waitTimeout: 1 })
+    const waiting = acquire({ backend: other, lock: "${exitLock}", ttl: 3, guardTime: 0, waitTimeout: 1 })
       .catch((e) => console.log(e.name));
     await waiting;
     const unreachable = zookeeper("${uriAt(freePort())}");
@@ -478,27 +433,17 @@ Deno.test(
       guardMs: 0, wait: false, signal: AbortSignal.timeout(300) }).catch(() => {});
     await Promise.all([backend.close(), other.close(), unreachable.close()]);
     console.log(held.signal.aborted ? "closed" : "still held");
-  `;
-    const started = performance.now();
-    const child = new Deno.Command(Deno.execPath(), {
-      args: ["eval", script],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-    const out = await child.output();
-    clearTimeout(timer);
-    const ms = performance.now() - started;
-    const stdout = new TextDecoder().decode(out.stdout).trim();
-    assert(
-      out.success,
-      `exit ${out.code}: ${new TextDecoder().decode(out.stderr)}`,
-    );
-    assertEquals(stdout, "LockHeldError\nclosed");
-    assert(ms < 10_000, `the process took ${ms.toFixed(0)} ms to exit`);
-    assertEquals(await queueOf(lock), [], "closing released the held node");
-  },
-);
+  `,
+  expect: "LockHeldError\nclosed",
+  withinMs: 10_000,
+  after: async () =>
+    assertEquals(
+      await queueOf(exitLock),
+      [],
+      "closing released the held node",
+    ),
+  test: withServer,
+});
 
 Deno.test(
   "zookeeper: the held node's deletion aborts claim.lost at once",

@@ -4,7 +4,9 @@
  * certificates. `etcdAdmin` calls the gateway out of band, as an operator.
  */
 
-import { run, type ServerRecipe, type TestServer } from "./server.ts";
+import { prefixEnd } from "../../backends/etcd_keys.ts";
+import { makeCertificates } from "../helpers/certs.ts";
+import type { ServerRecipe } from "./server.ts";
 
 /** The password of the `root` user on the auth variant. */
 export const ETCD_ROOT_PASSWORD = "r00t-pa55";
@@ -35,8 +37,7 @@ export async function etcdKeys(
   port: number,
   prefix: string,
 ): Promise<{ key: string; value: string; lease: string }[]> {
-  const end = prefix.slice(0, -1) +
-    String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  const end = prefixEnd(prefix);
   const answer = await etcdAdmin(port, "/v3/kv/range", {
     key: b64(prefix),
     range_end: b64(end),
@@ -55,8 +56,7 @@ export async function etcdDeletePrefix(
   port: number,
   prefix: string,
 ): Promise<void> {
-  const end = prefix.slice(0, -1) +
-    String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  const end = prefixEnd(prefix);
   await etcdAdmin(port, "/v3/kv/deleterange", {
     key: b64(prefix),
     range_end: b64(end),
@@ -141,62 +141,13 @@ async function tlsReady(dir: string, port: number): Promise<boolean> {
   }
 }
 
-/** A CA, a server certificate for 127.0.0.1 and a client certificate. */
-async function makeCertificates(dir: string): Promise<void> {
-  const ssl = (...args: string[]) =>
-    run("/usr/bin/openssl", args, { cwd: dir });
-  await ssl(
-    "req",
-    "-x509",
-    "-newkey",
-    "rsa:2048",
-    "-nodes",
-    "-days",
-    "2",
-    "-subj",
-    "/CN=coolock-test-ca",
-    "-keyout",
-    "ca-key.pem",
-    "-out",
-    "ca.pem",
-  );
-  for (
-    const [name, extra] of [
-      ["server", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-      ["client", "extendedKeyUsage=clientAuth"],
-    ]
-  ) {
-    await ssl(
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-subj",
-      `/CN=coolock-${name}`,
-      "-keyout",
-      `${name}-key.pem`,
-      "-out",
-      `${name}.csr`,
-    );
-    await Deno.writeTextFile(`${dir}/${name}.ext`, `${extra}\n`);
-    await ssl(
-      "x509",
-      "-req",
-      "-in",
-      `${name}.csr`,
-      "-CA",
-      "ca.pem",
-      "-CAkey",
-      "ca-key.pem",
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      `${name}.ext`,
-      "-out",
-      `${name}.pem`,
-    );
-  }
+/** A CA, a server certificate for 127.0.0.1 and localhost, and a client one. */
+function certificates(dir: string): Promise<void> {
+  return makeCertificates(dir, {
+    ca: ["ca.pem", "ca-key.pem"],
+    server: ["server.pem", "server-key.pem"],
+    client: ["client.pem", "client-key.pem"],
+  }, "IP:127.0.0.1,DNS:localhost");
 }
 
 /** The shared plain-HTTP etcd server of the test run. */
@@ -222,7 +173,7 @@ export const etcdTlsServer: ServerRecipe = recipe(
     `${dir}/ca.pem`,
     "--client-cert-auth",
   ],
-  makeCertificates,
+  certificates,
 );
 
 /** Adds user `root` with a password and turns auth on, via the gateway. */
@@ -234,18 +185,4 @@ export async function enableAuth(port: number): Promise<void> {
   await etcdAdmin(port, "/v3/auth/role/add", { name: "root" }).catch(() => {});
   await etcdAdmin(port, "/v3/auth/user/grant", { user: "root", role: "root" });
   await etcdAdmin(port, "/v3/auth/enable", {});
-}
-
-/**
- * `TestServer.kill()` awaits the status of an unref'd child, which alone
- * does not keep the event loop alive; a timer does, until it is gone.
- */
-export async function stopServer(server: TestServer): Promise<void> {
-  const keepAlive = setInterval(() => {}, 50);
-  try {
-    server.resume();
-    await server.kill();
-  } finally {
-    clearInterval(keepAlive);
-  }
 }

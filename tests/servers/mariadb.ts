@@ -8,6 +8,7 @@
  */
 
 import { run, type ServerRecipe } from "./server.ts";
+import { dataTemplate } from "./template.ts";
 
 /** The test user: all privileges on {@linkcode MARIADB_DATABASE} only. */
 export const MARIADB_USER = "coolock";
@@ -23,15 +24,7 @@ const SMALL = [
   "--innodb-data-file-path=ibdata1:4M:autoextend",
 ];
 
-let template: Promise<string> | undefined;
-
-async function makeTemplate(): Promise<string> {
-  const root = await Deno.makeTempDir({ prefix: "coolock-mariadb-template-" });
-  globalThis.addEventListener("unload", () => {
-    try {
-      Deno.removeSync(root, { recursive: true });
-    } catch { /* best effort */ }
-  });
+const copyTemplate = dataTemplate("coolock-mariadb-template-", async (root) => {
   await run("/usr/bin/mariadb-install-db", [
     "--no-defaults",
     `--datadir=${root}/data`,
@@ -41,7 +34,7 @@ async function makeTemplate(): Promise<string> {
     ...SMALL,
   ]);
   return `${root}/data`;
-}
+});
 
 export const mariadbServer: ServerRecipe = {
   kind: "mariadb",
@@ -51,8 +44,7 @@ export const mariadbServer: ServerRecipe = {
     "/usr/bin/mariadb",
   ],
   async prepare(dir) {
-    template ??= makeTemplate();
-    await run("cp", ["-a", await template, `${dir}/data`]);
+    await copyTemplate(dir);
     await Deno.writeTextFile(
       `${dir}/init.sql`,
       `CREATE USER IF NOT EXISTS '${MARIADB_USER}'@'%' IDENTIFIED BY '${MARIADB_PASSWORD}';\n` +

@@ -1,6 +1,7 @@
 /** redis-server, without persistence. */
 
-import { acceptsTcp, ask, run, type ServerRecipe } from "./server.ts";
+import { makeCertificates } from "../helpers/certs.ts";
+import { acceptsTcp, ask, type ServerRecipe } from "./server.ts";
 
 export const redisServer: ServerRecipe = {
   kind: "redis",
@@ -31,65 +32,12 @@ export const redisServer: ServerRecipe = {
 export const redisTlsServer: ServerRecipe = {
   kind: "redis-tls",
   requires: ["/usr/bin/redis-server", "/usr/bin/openssl"],
-  prepare: async (dir) => {
-    const ssl = (...args: string[]) =>
-      run("/usr/bin/openssl", args, { cwd: dir });
-    await ssl(
-      "req",
-      "-x509",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=coolock-test-ca",
-      "-keyout",
-      "ca.key",
-      "-out",
-      "ca.crt",
-    );
-    for (
-      const [name, ext] of [["server", "subjectAltName=IP:127.0.0.1"], [
-        "client",
-        "extendedKeyUsage=clientAuth",
-      ]]
-    ) {
-      await ssl(
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        `/CN=coolock-${name}`,
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.csr`,
-      );
-      await Deno.writeTextFile(`${dir}/${name}.ext`, `${ext}\n`);
-      await ssl(
-        "x509",
-        "-req",
-        "-in",
-        `${name}.csr`,
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        `${name}.ext`,
-        "-out",
-        `${name}.crt`,
-      );
-    }
-    for (const file of ["ca.crt", "client.crt", "client.key", "server.key"]) {
-      await Deno.chmod(`${dir}/${file}`, 0o644);
-    }
-  },
+  prepare: (dir) =>
+    makeCertificates(dir, {
+      ca: ["ca.crt", "ca.key"],
+      server: ["server.crt", "server.key"],
+      client: ["client.crt", "client.key"],
+    }, "IP:127.0.0.1"),
   command: (dir, [port]) => ({
     cmd: "/usr/bin/redis-server",
     args: [
