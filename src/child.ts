@@ -1,10 +1,16 @@
 /**
  * The supervised command. It runs in a session and process group of its
  * own (so a lost lock can end the whole group), with stdin, stdout and stderr
- * inherited (binary-safe, nothing buffered). A tiny `/bin/sh` watchdog holds
- * the read end of a pipe from coolock: if coolock dies by SIGKILL or OOM, the
- * pipe closes and the watchdog ends the group, so the job never runs on
- * without its lock.
+ * inherited (binary-safe, nothing buffered).
+ *
+ * If coolock dies by SIGKILL or OOM, the job must not run on without its
+ * lock. So the command starts through a tiny `/bin/sh` trampoline that first
+ * forks a watchdog into the job's process group and then `exec`s the command
+ * in place (same PID, same argv). The watchdog exists before the command's
+ * first instruction, so there is no moment in which the job runs unguarded;
+ * it checks every `pollSeconds` that coolock is alive, and when coolock is
+ * gone it ends the group: SIGTERM, then SIGKILL after the kill-after time.
+ * It exits quietly once the command has ended.
  *
  * @module
  */
@@ -14,35 +20,54 @@ import { EXIT } from "./exit_codes.ts";
 /** Process groups, sessions and /bin/sh exist; on Windows only the child itself is signalled. */
 const POSIX = Deno.build.os !== "windows";
 
-// Started before the job, so that no moment exists in which the job runs
-// unguarded: the first line is the job's process group, then "done" or EOF.
-const WATCHDOG = `trap '' INT TERM HUP QUIT
-read -r group || exit 0
-read -r word
-[ "$word" = done ] && exit 0
-kill -TERM "-$group" 2>/dev/null || exit 0
-sleep "$1"
-kill -KILL "-$group" 2>/dev/null
-exit 0`;
+const TRAMPOLINE = `coolock=$PPID
+(
+  trap '' INT TERM HUP QUIT
+  exec </dev/null >/dev/null 2>&1
+  while kill -0 "$coolock" && kill -0 "$$"; do sleep "$COOLOCK_WATCH_POLL"; done
+  kill -0 "$$" || exit 0
+  kill -TERM "-$$"
+  sleep "$COOLOCK_WATCH_KILL_AFTER"
+  kill -KILL "-$$"
+) &
+unset COOLOCK_WATCH_POLL COOLOCK_WATCH_KILL_AFTER
+exec "$@"`;
 
-function startWatchdog(
-  killAfterMs: number,
-): WritableStreamDefaultWriter<Uint8Array> | undefined {
-  if (!POSIX) return undefined;
+function hasShell(): boolean {
   try {
-    const watchdog = new Deno.Command("/bin/sh", {
-      args: ["-c", WATCHDOG, "coolock-watchdog", String(killAfterMs / 1000)],
-      stdin: "piped",
-      stdout: "null",
-      stderr: "null",
-      detached: true,
-    }).spawn();
-    watchdog.unref();
-    return watchdog.stdin.getWriter();
+    return Deno.statSync("/bin/sh").isFile;
   } catch {
-    // Without /bin/sh the job still runs; only the SIGKILL guard is gone.
-    return undefined;
+    return false;
   }
+}
+
+/**
+ * Fails like a shell would, but with coolock's own message, for a command
+ * that can't run; the trampoline's \`exec\` would only say so on stderr.
+ */
+function checkRunnable(command: string, path: string): void {
+  const candidates = command.includes("/")
+    ? [command]
+    : path.split(":").map((dir) => `${dir || "."}/${command}`);
+  let found = false;
+  for (const candidate of candidates) {
+    let info: Deno.FileInfo;
+    try {
+      info = Deno.statSync(candidate);
+    } catch (error) {
+      // Without read permission for the PATH, the shell's exec decides.
+      if (error instanceof Deno.errors.NotCapable) return;
+      continue;
+    }
+    found = true;
+    if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return;
+  }
+  throw found && command.includes("/")
+    ? new SpawnError(
+      `Command '${command}' can't be executed: permission denied`,
+      EXIT.cannotExecute,
+    )
+    : new SpawnError(`Command '${command}' not found`, EXIT.notFound);
 }
 
 /** The command could not be started: exit code and one line for stderr. */
@@ -66,45 +91,50 @@ function groupAlive(pgid: number): boolean {
 /** A running command and its watchdog. */
 export class Supervised {
   readonly #child: Deno.ChildProcess;
-  readonly #disarm: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Whether a watchdog ends the command if coolock itself is killed. */
+  readonly guarded: boolean;
   /** Resolves the command's exit status. */
   readonly status: Promise<Deno.CommandStatus>;
 
-  private constructor(
-    child: Deno.ChildProcess,
-    disarm: WritableStreamDefaultWriter<Uint8Array> | undefined,
-  ) {
+  private constructor(child: Deno.ChildProcess, guarded: boolean) {
     this.#child = child;
+    this.guarded = guarded;
     this.status = child.status;
-    this.#disarm = disarm;
-    void disarm?.write(new TextEncoder().encode(`${child.pid}\n`)).catch(
-      () => {},
-    );
   }
 
   /**
-   * Starts `argv` with `env` added to coolock's environment. Throws
-   * `SpawnError` (127 not found, 126 not executable).
+   * Starts `argv` with `env` added to coolock's environment. The watchdog
+   * checks on coolock every `pollSeconds`. Throws `SpawnError` (127 not
+   * found, 126 not executable).
    */
   static start(
     argv: readonly string[],
     env: Record<string, string>,
-    killAfterMs: number,
+    options: { readonly killAfterMs: number; readonly pollSeconds: number },
   ): Supervised {
-    const [command, ...args] = argv;
-    const watchdog = startWatchdog(killAfterMs);
+    const [command] = argv;
+    const guarded = POSIX && hasShell();
+    if (guarded) checkRunnable(command, Deno.env.get("PATH") ?? "");
+    const [cmd, ...args] = guarded
+      ? ["/bin/sh", "-c", TRAMPOLINE, "coolock-job", ...argv]
+      : argv;
     try {
-      const child = new Deno.Command(command, {
+      const child = new Deno.Command(cmd, {
         args,
-        env,
+        env: guarded
+          ? {
+            ...env,
+            COOLOCK_WATCH_POLL: String(options.pollSeconds),
+            COOLOCK_WATCH_KILL_AFTER: String(options.killAfterMs / 1000),
+          }
+          : env,
         stdin: "inherit",
         stdout: "inherit",
         stderr: "inherit",
         detached: POSIX,
       }).spawn();
-      return new Supervised(child, watchdog);
+      return new Supervised(child, guarded);
     } catch (error) {
-      void watchdog?.close().catch(() => {});
       if (error instanceof Deno.errors.NotFound) {
         throw new SpawnError(`Command '${command}' not found`, EXIT.notFound);
       }
@@ -134,11 +164,6 @@ export class Supervised {
     } catch { /* the group is gone */ }
   }
 
-  /** Whether a watchdog ends the command if coolock itself is killed. */
-  get guarded(): boolean {
-    return this.#disarm !== undefined;
-  }
-
   /**
    * SIGTERM to the group, SIGKILL after `killAfterMs`; resolves once the
    * command and every process left in its group are gone.
@@ -155,13 +180,5 @@ export class Supervised {
     }
     this.signal("SIGKILL");
     await this.status;
-  }
-
-  /** Tells the watchdog that coolock is done, so it exits without killing. */
-  async disarm(): Promise<void> {
-    try {
-      await this.#disarm?.write(new TextEncoder().encode("done\n"));
-      await this.#disarm?.close();
-    } catch { /* the watchdog is already gone */ }
   }
 }

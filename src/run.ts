@@ -131,7 +131,11 @@ async function runUnder(
       COOLOCK_LOCK: lock,
       COOLOCK_NODE: plan.node,
       COOLOCK_FENCING_TOKEN: String(lease.token),
-    }, plan.killAfter * 1000);
+    }, {
+      killAfterMs: plan.killAfter * 1000,
+      // Well inside the safety margin, so the watchdog acts before the TTL.
+      pollSeconds: Math.min(1, Math.max(0.1, plan.ttl / 20)),
+    });
   } catch (error) {
     await lease.release();
     if (!(error instanceof SpawnError)) throw error;
@@ -159,7 +163,6 @@ async function runUnder(
   const status = await child.status;
   lease.signal.removeEventListener("abort", onLost);
   await ending;
-  await child.disarm();
   if (ending) {
     await lease.release();
     return EXIT.lost;

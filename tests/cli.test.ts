@@ -235,6 +235,49 @@ Deno.test("cli: SIGKILL of coolock ends the job's whole group and leaves no stuc
   );
 });
 
+Deno.test("cli: coolock killed the moment its job starts never leaves the job running", async () => {
+  for (let i = 0; i < 8; i++) {
+    const pid = `${dir}/early-${i}`;
+    const holder = spawnCli([
+      ...base(),
+      "--kill-after",
+      "0.5",
+      "--shell",
+      `echo $$ > ${pid}; exec sleep 60`,
+    ]);
+    await eventually(
+      async () => (await read(pid)) !== "",
+      10_000,
+      "the job to start",
+    );
+    holder.kill("SIGKILL");
+    await holder.status;
+    const job = Number(await read(pid));
+    await eventually(
+      () => !alive(job),
+      3_000,
+      `the watchdog to end job ${job} (run ${i})`,
+    );
+  }
+});
+
+Deno.test("cli: the watchdog goes away with a job that ends normally", async () => {
+  const marker = `coolock-watchdog-test-${crypto.randomUUID()}`;
+  const result = await runCli([...base(), "--", "sh", "-c", "true", marker]);
+  assertEquals(result.code, 0);
+  await eventually(
+    async () => {
+      const out = await new Deno.Command("pgrep", {
+        args: ["-f", marker],
+        stdout: "piped",
+      }).output();
+      return !out.success;
+    },
+    3_000,
+    "no process of the finished job to remain",
+  );
+});
+
 Deno.test("cli: a lost lock ends the command and exits 75", async () => {
   const args = [...base(), "--ttl", "1.5", "--kill-after", "0.3"];
   const lock = args[3];

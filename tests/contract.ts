@@ -21,6 +21,7 @@ import {
   runCli,
   spawnCli,
 } from "./helpers/cli.ts";
+import { exists } from "./helpers/fs.ts";
 import { startProxy } from "./helpers/proxy.ts";
 
 function assert(condition: unknown, message: string): asserts condition {
@@ -684,15 +685,6 @@ export function contract(
       await (await acquire(options(f, b, name))).release();
     }
   });
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.stat(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function eventuallyClaim(backend: Backend, lock: string, ms: number) {

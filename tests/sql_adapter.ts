@@ -7,7 +7,7 @@
 
 import type { Backend, LockRequest } from "../src/backend.ts";
 import type { ContractFixture } from "./fixture.ts";
-import type { TestCertificates } from "./servers/certificates.ts";
+import type { TestCertificates } from "./helpers/certs.ts";
 import type { ServerRecipe } from "./servers/server.ts";
 
 /** What the shared SQL tests need to know of one backend and its server. */

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { BackendUnavailableError } from "../src/backend.ts";
 import { request, type SqlAdapter } from "./sql_adapter.ts";
-import { testCertificates } from "./servers/certificates.ts";
+import { testCertificates } from "./helpers/certs.ts";
 import { startServer } from "./servers/server.ts";
 
 /** A TCP port that accepts connections and never says a word. */

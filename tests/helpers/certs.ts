@@ -1,7 +1,6 @@
 /**
- * A throwaway CA with a server and a client certificate it signed, made with
- * openssl in a server's data dir, for TLS servers that require client
- * certificates (redis, etcd).
+ * Throwaway CAs and the certificates they sign, made with openssl, for the
+ * TLS tests of every server (redis, etcd, PostgreSQL, MariaDB).
  *
  * @module
  */
@@ -15,6 +14,28 @@ export interface CertificateFiles {
   readonly client: readonly [cert: string, key: string];
 }
 
+const RSA = ["-newkey", "rsa:2048", "-nodes"];
+
+/** Makes a self-signed CA certificate and its key in `dir`. */
+export async function makeCa(
+  dir: string,
+  [cert, key]: readonly [cert: string, key: string],
+): Promise<void> {
+  await run("/usr/bin/openssl", [
+    "req",
+    "-x509",
+    ...RSA,
+    "-days",
+    "2",
+    "-subj",
+    `/CN=coolock-test-${cert.replace(/\W/g, "-")}`,
+    "-keyout",
+    key,
+    "-out",
+    cert,
+  ], { cwd: dir });
+}
+
 /**
  * Makes the CA, a server certificate for `serverNames` and a client
  * certificate in `dir`, readable by the server whichever user it runs as.
@@ -26,21 +47,8 @@ export async function makeCertificates(
 ): Promise<void> {
   const ssl = (...args: string[]) =>
     run("/usr/bin/openssl", args, { cwd: dir });
-  const rsa = ["-newkey", "rsa:2048", "-nodes"];
   const [caCert, caKey] = files.ca;
-  await ssl(
-    "req",
-    "-x509",
-    ...rsa,
-    "-days",
-    "2",
-    "-subj",
-    "/CN=coolock-test-ca",
-    "-keyout",
-    caKey,
-    "-out",
-    caCert,
-  );
+  await makeCa(dir, files.ca);
   const roles = [
     ["server", `subjectAltName=${serverNames}`],
     ["client", "extendedKeyUsage=clientAuth"],
@@ -49,7 +57,7 @@ export async function makeCertificates(
     const [cert, key] = files[role];
     await ssl(
       "req",
-      ...rsa,
+      ...RSA,
       "-subj",
       `/CN=coolock-${role}`,
       "-keyout",
@@ -81,4 +89,36 @@ export async function makeCertificates(
   ) {
     await Deno.chmod(`${dir}/${file}`, 0o644);
   }
+}
+
+/** PEM files of a throwaway CA and a server certificate it signed. */
+export interface TestCertificates {
+  readonly dir: string;
+  /** The CA certificate that signed `cert`. */
+  readonly ca: string;
+  /** A CA certificate that signed nothing here. */
+  readonly otherCa: string;
+  /** The server certificate, for 127.0.0.1 and localhost. */
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** Makes a CA, a server certificate and an unrelated CA in a temp dir. */
+export async function testCertificates(): Promise<TestCertificates> {
+  const dir = await Deno.makeTempDir({ prefix: "coolock-certs-" });
+  await Deno.chmod(dir, 0o755);
+  await makeCertificates(dir, {
+    ca: ["ca.pem", "ca.key"],
+    server: ["server.pem", "server.key"],
+    client: ["client.pem", "client.key"],
+  }, "IP:127.0.0.1,DNS:localhost");
+  await makeCa(dir, ["other-ca.pem", "other-ca.key"]);
+  await Deno.chmod(`${dir}/server.key`, 0o644);
+  return {
+    dir,
+    ca: `${dir}/ca.pem`,
+    otherCa: `${dir}/other-ca.pem`,
+    cert: `${dir}/server.pem`,
+    key: `${dir}/server.key`,
+  };
 }

@@ -106,12 +106,31 @@ export async function eventually(
   }
 }
 
+const HAS_PROC = (() => {
+  try {
+    return Deno.statSync("/proc/self/stat").isFile;
+  } catch {
+    return false;
+  }
+})();
+
 /** Whether a process is still alive. */
 export function alive(pid: number): boolean {
+  // A killed process whose parent died is reaped by PID 1 whenever PID 1
+  // gets to it; until then it is a zombie, dead but still signalable.
+  if (!HAS_PROC) {
+    try {
+      Deno.kill(pid, "SIGCONT");
+      return true;
+    } catch {
+      return false;
+    }
+  }
   try {
-    Deno.kill(pid, "SIGCONT");
-    return true;
-  } catch {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
     return false;
   }
 }

@@ -8,7 +8,7 @@
  * @module
  */
 
-import type { TestCertificates } from "./certificates.ts";
+import type { TestCertificates } from "../helpers/certs.ts";
 import { run, type ServerRecipe, type TestServer } from "./server.ts";
 import { dataTemplate } from "./template.ts";
 
