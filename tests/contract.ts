@@ -111,6 +111,21 @@ export function contract(
     node: "contract",
     ...extra,
   });
+  /** The flags every CLI run of the suite shares: this backend, a short TTL. */
+  const flags = (f: ContractFixture, lock: string, guardTime: number) => [
+    "--log-file",
+    "-",
+    "--kill-after",
+    "0.5",
+    "--backend",
+    f.uri,
+    "--lock",
+    lock,
+    "--ttl",
+    String(f.ttl),
+    "--guard-time",
+    String(guardTime),
+  ];
   const cli = (f: ContractFixture, args: string[]) =>
     runCli(["--log-file", "-", "--kill-after", "0.5", ...args], { env: f.env });
 
@@ -172,18 +187,7 @@ export function contract(
     const lock = lockName(label, "sigkill");
     const dir = await tempDir();
     const holder = spawnCli([
-      "--log-file",
-      "-",
-      "--backend",
-      f.uri,
-      "--lock",
-      lock,
-      "--ttl",
-      String(f.ttl),
-      "--guard-time",
-      "0",
-      "--kill-after",
-      "0.5",
+      ...flags(f, lock, 0),
       "--shell",
       `echo $$ > ${dir}/pid; exec sleep 60`,
     ], { env: f.env });
@@ -323,18 +327,10 @@ export function contract(
   test("6. guard time holds after the holder has exited, without keeping it waiting", async (f) => {
     const lock = lockName(label, "guard");
     const dir = await tempDir();
-    const args = [
-      "--backend",
-      f.uri,
-      "--lock",
-      lock,
-      "--ttl",
-      String(f.ttl),
-      "--guard-time",
-      "4",
-      "--shell",
-    ];
-    const first = await cli(f, [...args, `echo first >> ${dir}/ran`]);
+    const args = [...flags(f, lock, 4), "--shell"];
+    const first = await runCli([...args, `echo first >> ${dir}/ran`], {
+      env: f.env,
+    });
     assert(
       first.code === 0,
       `the first run exits 0, not ${first.code}: ${first.stderr}`,
@@ -343,7 +339,9 @@ export function contract(
       first.ms < 4_000,
       `the holder exits at once instead of sleeping out the guard time (${first.ms} ms)`,
     );
-    const second = await cli(f, [...args, `echo second >> ${dir}/ran`]);
+    const second = await runCli([...args, `echo second >> ${dir}/ran`], {
+      env: f.env,
+    });
     assert(
       second.code === 0,
       `a skipped run exits with the conflict code 0, not ${second.code}`,
@@ -353,12 +351,12 @@ export function contract(
       "the second run must not run inside the guard time",
     );
     await sleep(Math.max(0, 4_500 - second.ms));
-    const third = await cli(f, [
+    const third = await runCli([
       "--wait-timeout",
       "5",
       ...args,
       `echo third >> ${dir}/ran`,
-    ]);
+    ], { env: f.env });
     assert(third.code === 0, `the third run exits 0: ${third.stderr}`);
     assert(
       (await Deno.readTextFile(`${dir}/ran`)) === "first\nthird\n",
@@ -371,18 +369,7 @@ export function contract(
     const dir = await tempDir();
     const guard = f.ttl + 4;
     const holder = spawnCli([
-      "--log-file",
-      "-",
-      "--kill-after",
-      "0.5",
-      "--backend",
-      f.uri,
-      "--lock",
-      lock,
-      "--ttl",
-      String(f.ttl),
-      "--guard-time",
-      String(guard),
+      ...flags(f, lock, guard),
       "--shell",
       `touch ${dir}/started; exec sleep 60`,
     ], { env: f.env });
@@ -483,18 +470,7 @@ export function contract(
             `while [ ! -e ${go} ]; do sleep 0.01; done; exec "$@"`,
             "sh",
             ...CLI_COMMAND,
-            "--log-file",
-            "-",
-            "--kill-after",
-            "0.5",
-            "--backend",
-            f.uri,
-            "--lock",
-            lock,
-            "--ttl",
-            String(f.ttl),
-            "--guard-time",
-            "30",
+            ...flags(f, lock, 30),
             "--shell",
             `echo ran >> ${dir}/ran`,
           ],
