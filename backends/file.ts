@@ -149,7 +149,7 @@ async function readStamp(lockFile: Deno.FsFile): Promise<Stamp | undefined> {
 class FileBackend implements Backend {
   readonly scheme = "file";
   readonly capabilities = {
-    notifiesWaiters: false,
+    notifiesWaiters: true,
     fairQueue: false,
     minTtlMs: 1,
     clock: "local",
@@ -161,9 +161,40 @@ class FileBackend implements Backend {
     this.displayUri = `file://${encodeURI(dir)}`;
   }
 
+  #pathOf(name: string): string {
+    return `${this.dir}/${encodeLockName(name)}.lock`;
+  }
+
+  /**
+   * Wakes on any change to the lock file (a release rewrites its stamp and
+   * closes it). A holder that dies changes nothing; the lifecycle's polls
+   * cover that case.
+   */
+  async waitForChange(
+    request: LockRequest,
+    signal: AbortSignal,
+  ): Promise<void> {
+    // Where watching fails, the rejection makes the lifecycle poll instead.
+    const watcher = Deno.watchFs(this.#pathOf(request.name), {
+      recursive: false,
+    });
+    const stop = () => watcher.close();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const _event of watcher) break;
+    } catch {
+      /* closed by the signal */
+    } finally {
+      signal.removeEventListener("abort", stop);
+      try {
+        watcher.close();
+      } catch { /* already closed */ }
+    }
+  }
+
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
     await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const path = `${this.dir}/${encodeLockName(request.name)}.lock`;
+    const path = this.#pathOf(request.name);
     const lockFile = await Deno.open(path, {
       read: true,
       write: true,
