@@ -79,12 +79,6 @@ export interface Claim {
    */
   readonly lost?: AbortSignal;
   /**
-   * `performance.now()` when the request that started the lease's clock on
-   * the server was sent, if later than the start of `tryAcquire` (a client
-   * that loads or connects first). The local deadline counts from here.
-   */
-  readonly leaseSentAt?: number;
-  /**
    * Extends the lock so that it lasts `expiresInMs` from now. Rejects with
    * {@linkcode LockLostError} when the lock is no longer this owner's; any
    * other rejection counts as a failed attempt that may be retried.

@@ -104,12 +104,7 @@ export async function acquire(options: LockOptions): Promise<Lease> {
           "debug",
           `Lock '${lock}' acquired after ${tries} attempt(s) with fencing token ${claim.token}`,
         );
-        return startLease(
-          claim,
-          request,
-          Math.max(sentAt, claim.leaseSentAt ?? sentAt),
-          checked,
-        );
+        return startLease(claim, request, sentAt, checked);
       }
       const remaining = giveUpAt - performance.now();
       if (remaining <= 0) {
