@@ -11,10 +11,10 @@
 
 import { Command, CommanderError } from "npm:commander@15.1.0";
 import denoJson from "./deno.json" with { type: "json" };
-import { file } from "./backends/file.ts";
+import { file } from "./backends/file/mod.ts";
 import { openBackend } from "./backends/mod.ts";
 import type { Backend } from "./src/backend.ts";
-import { KEYS } from "./src/config/keys.ts";
+import { KEYS } from "./src/cli/config/keys.ts";
 import {
   describeOrigin,
   exitCodeFor,
@@ -22,12 +22,12 @@ import {
   InputError,
   loadSettings,
   type Settings,
-} from "./src/config/load.ts";
-import { printSettings } from "./src/config/print.ts";
-import { EXIT } from "./src/exit_codes.ts";
-import { Logger } from "./src/log.ts";
+} from "./src/cli/config/load.ts";
+import { printSettings } from "./src/cli/config/print.ts";
+import { EXIT } from "./src/cli/exit_codes.ts";
+import { Logger } from "./src/cli/log.ts";
 import { checkLockName } from "./src/names.ts";
-import { fail, runLocked, safetyMargin } from "./src/run.ts";
+import { fail, runLocked, safetyMargin } from "./src/cli/run.ts";
 
 /** The version, from deno.json. */
 export const VERSION: string = denoJson.version;

@@ -41,15 +41,15 @@ export type { Lease } from "./src/lease.ts";
 export type { LockOptions, LogSink } from "./src/options.ts";
 export type { LockResult } from "./src/with_lock.ts";
 export { openBackend, SCHEMES } from "./backends/mod.ts";
-export { consul } from "./backends/consul.ts";
-export { etcd } from "./backends/etcd.ts";
-export { etcd3 } from "./backends/etcd3.ts";
-export { file } from "./backends/file.ts";
-export { memcached } from "./backends/memcached.ts";
-export { mysql } from "./backends/mysql.ts";
-export { postgres } from "./backends/postgres.ts";
-export { redis } from "./backends/redis.ts";
-export { zookeeper } from "./backends/zookeeper.ts";
+export { consul } from "./backends/consul/mod.ts";
+export { etcd } from "./backends/etcd/gateway/mod.ts";
+export { etcd3 } from "./backends/etcd/grpc/mod.ts";
+export { file } from "./backends/file/mod.ts";
+export { memcached } from "./backends/memcached/mod.ts";
+export { mysql } from "./backends/sql/mysql/mod.ts";
+export { postgres } from "./backends/sql/postgres/mod.ts";
+export { redis } from "./backends/redis/mod.ts";
+export { zookeeper } from "./backends/zookeeper/mod.ts";
 
 /**
  * The options of {@linkcode withLock} and {@linkcode acquire}: a backend

@@ -8,15 +8,15 @@
 
 import type { Backend } from "../src/backend.ts";
 import { redactUri } from "../src/uri.ts";
-import { consul } from "./consul.ts";
-import { etcd } from "./etcd.ts";
-import { etcd3 } from "./etcd3.ts";
-import { file } from "./file.ts";
-import { memcached } from "./memcached.ts";
-import { mysql } from "./mysql.ts";
-import { postgres } from "./postgres.ts";
-import { redis } from "./redis.ts";
-import { zookeeper } from "./zookeeper.ts";
+import { consul } from "./consul/mod.ts";
+import { etcd } from "./etcd/gateway/mod.ts";
+import { etcd3 } from "./etcd/grpc/mod.ts";
+import { file } from "./file/mod.ts";
+import { memcached } from "./memcached/mod.ts";
+import { mysql } from "./sql/mysql/mod.ts";
+import { postgres } from "./sql/postgres/mod.ts";
+import { redis } from "./redis/mod.ts";
+import { zookeeper } from "./zookeeper/mod.ts";
 
 const FACTORIES: Readonly<Record<string, (uri: string) => Backend>> = {
   file: (uri) => file(uri),

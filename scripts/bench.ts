@@ -15,24 +15,24 @@ import {
   type ServerRecipe,
   startServer,
   type TestServer,
-} from "../tests/servers/server.ts";
-import { redisServer } from "../tests/servers/redis.ts";
-import { memcachedServer } from "../tests/servers/memcached.ts";
-import { etcdServer } from "../tests/servers/etcd.ts";
-import { zookeeperServer } from "../tests/servers/zookeeper.ts";
+} from "../tests/helpers/servers/server.ts";
+import { redisServer } from "../tests/helpers/servers/redis.ts";
+import { memcachedServer } from "../tests/helpers/servers/memcached.ts";
+import { etcdServer } from "../tests/helpers/servers/etcd.ts";
+import { zookeeperServer } from "../tests/helpers/servers/zookeeper.ts";
 import {
   POSTGRES_DATABASE,
   POSTGRES_PASSWORD,
   POSTGRES_USER,
   postgresServer,
-} from "../tests/servers/postgres.ts";
+} from "../tests/helpers/servers/postgres.ts";
 import {
   MARIADB_DATABASE,
   MARIADB_PASSWORD,
   MARIADB_USER,
   mariadbServer,
-} from "../tests/servers/mariadb.ts";
-import { consulFakeServer } from "../tests/servers/consul_fake.ts";
+} from "../tests/helpers/servers/mariadb.ts";
+import { consulFakeServer } from "../tests/helpers/servers/consul_fake.ts";
 
 interface Subject {
   readonly name: string;

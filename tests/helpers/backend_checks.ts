@@ -11,13 +11,13 @@
 import type { Backend, Claim, LockRequest } from "../../src/backend.ts";
 import { BackendUnavailableError, LockLostError } from "../../src/backend.ts";
 import { acquire } from "../../src/lease.ts";
-import type { ContractFixture } from "../fixture.ts";
+import type { ContractFixture } from "../contract/fixture.ts";
 import {
   freePort,
   type ServerRecipe,
   startServer,
   type TestServer,
-} from "../servers/server.ts";
+} from "./servers/server.ts";
 import {
   assert,
   assertEquals,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { run } from "../servers/server.ts";
+import { run } from "./servers/server.ts";
 
 /** Where each certificate and key goes, by role. */
 export interface CertificateFiles {
