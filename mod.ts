@@ -25,18 +25,31 @@ import { acquire as acquireWith, type Lease } from "./src/lease.ts";
 import type { LockOptions } from "./src/options.ts";
 import { type LockResult, withLock as withLockOn } from "./src/with_lock.ts";
 import { openBackend } from "./backends/mod.ts";
+import type { CheckResult, LockStatus, Removal } from "./src/backend.ts";
+import {
+  checkBackend as checkOn,
+  forceRelease as forceReleaseOn,
+  lockStatus as lockStatusOn,
+  type OperateOptions,
+} from "./src/operate.ts";
 
 export type {
   Backend,
   BackendCapabilities,
+  CheckResult,
   Claim,
+  HolderStatus,
   LockRequest,
+  LockStatus,
+  Removal,
 } from "./src/backend.ts";
 export {
   BackendUnavailableError,
+  LimitMismatchError,
   LockHeldError,
   LockLostError,
 } from "./src/errors.ts";
+export type { OperateOptions } from "./src/operate.ts";
 export type { Lease } from "./src/lease.ts";
 export type { LockOptions, LogSink } from "./src/options.ts";
 export type { LockResult } from "./src/with_lock.ts";
@@ -139,4 +152,78 @@ export async function acquire(options: Options): Promise<Lease> {
     release,
     [Symbol.asyncDispose]: release,
   };
+}
+
+/** Runs `call` on `backend`, opening and closing it when it is a URI. */
+async function onBackend<T>(
+  backend: Backend | string | URL,
+  call: (backend: Backend) => Promise<T>,
+): Promise<T> {
+  if (isBackend(backend)) return await call(backend);
+  await using opened = openBackend(backend);
+  return await call(opened);
+}
+
+/**
+ * Who holds the lock `lock`, or every coolock lock on the backend when
+ * `lock` is undefined (where the backend can list its keys): each holder's
+ * slot, node, owner, since when, fencing token, lease and guard time left,
+ * and how many wait, on the backends that queue waiters.
+ *
+ * @example
+ * ```ts
+ * import { lockStatus } from "./mod.ts";
+ * const [status] = await lockStatus("file:///tmp/coolock-example", "nightly-report");
+ * for (const holder of status.holders) {
+ *   console.log(`slot ${holder.slot}: ${holder.node} (${holder.state})`);
+ * }
+ * ```
+ */
+export function lockStatus(
+  backend: Backend | string | URL,
+  lock?: string,
+  options: OperateOptions = {},
+): Promise<LockStatus[]> {
+  return onBackend(backend, (opened) => lockStatusOn(opened, lock, options));
+}
+
+/**
+ * Frees a stuck lock whoever holds it: a dead holder's lease, a guard
+ * record, queue entries. Resolves what was removed. The next holder's
+ * fencing token is higher than any handed out before, and a live holder
+ * loses the lock at its next renewal.
+ *
+ * @example
+ * ```ts
+ * import { forceRelease } from "./mod.ts";
+ * const removed = await forceRelease("file:///tmp/coolock-example", "stuck-job");
+ * console.log(removed.length === 0 ? "it was free" : removed);
+ * ```
+ */
+export function forceRelease(
+  backend: Backend | string | URL,
+  lock: string,
+  options: OperateOptions = {},
+): Promise<Removal[]> {
+  return onBackend(backend, (opened) => forceReleaseOn(opened, lock, options));
+}
+
+/**
+ * Checks that a backend is fit for coolock: reachable and the round trip,
+ * the credentials, permission to create its keys, the server's version, and
+ * the clock skew between this host and the server.
+ *
+ * @example
+ * ```ts
+ * import { checkBackend } from "./mod.ts";
+ * for (const line of await checkBackend("file:///tmp/coolock-example")) {
+ *   console.log(line.status, line.name, line.detail);
+ * }
+ * ```
+ */
+export function checkBackend(
+  backend: Backend | string | URL,
+  options: OperateOptions = {},
+): Promise<CheckResult[]> {
+  return onBackend(backend, (opened) => checkOn(opened, options));
 }

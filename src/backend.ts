@@ -1,14 +1,17 @@
 /**
  * The contract between the lock lifecycle (src/lease.ts) and a coordination
- * backend. A backend only knows how to take, extend and give back one key on
- * its server; waiting, renewal timers, the lost-lock deadline and guard time
- * are the lifecycle's job, written once.
+ * backend. A backend only knows how to take, extend and give back one slot of
+ * a lock on its server; waiting, renewal timers, the lost-lock deadline and
+ * guard time are the lifecycle's job, written once. The operator's questions
+ * (who holds it, free it, is the server fit) are optional parts of the same
+ * interface.
  *
  * @module
  */
 
 export {
   BackendUnavailableError,
+  LimitMismatchError,
   LockHeldError,
   LockLostError,
 } from "./errors.ts";
@@ -31,6 +34,13 @@ export interface LockRequest {
   readonly owner: string;
   /** The node name (hostname by default), for logs and for the stored value. */
   readonly node: string;
+  /**
+   * How many holders the lock admits at once: 1 for a mutex, N for a
+   * counting semaphore with slots 0 … N−1. Every node must use the same N
+   * for a name; a backend that stores N rejects another one with
+   * {@linkcode LimitMismatchError}.
+   */
+  readonly limit: number;
   /**
    * How long the backend keeps the lock when no renewal arrives, in
    * milliseconds. The lifecycle already raised it to cover the guard time, so
@@ -55,8 +65,8 @@ export interface LockRequest {
 }
 
 /**
- * A lock that a backend holds for one owner. It may be lost at any time; the
- * lifecycle learns it from a failed `renew` or from `lost`.
+ * A lock slot that a backend holds for one owner. It may be lost at any
+ * time; the lifecycle learns it from a failed `renew` or from `lost`.
  *
  * @example Using a claim
  * ```ts
@@ -69,9 +79,12 @@ export interface LockRequest {
 export interface Claim {
   /**
    * The fencing token: strictly greater than every token handed out before
-   * for this lock name on this backend.
+   * for this lock name on this backend, whatever the slot, and never smaller
+   * after a server restart, an eviction or a torn write.
    */
   readonly token: bigint;
+  /** The slot held, from 0 to `limit − 1`; unique among current holders. */
+  readonly slot: number;
   /**
    * Aborts when the backend sees the lock go without being asked: the key was
    * deleted or overwritten, the session expired, the connection dropped.
@@ -88,13 +101,22 @@ export interface Claim {
    * Gives the lock back, only if this owner still holds it. When `holdMs` is
    * positive the lock must stay unavailable to others for that many more
    * milliseconds (guard time), by the backend's own expiry where it has one.
+   * Calling it again does nothing.
    */
   release(holdMs: number): Promise<void>;
+  /**
+   * Records the process group of the job that runs under this claim, so that
+   * a contender treats the lock as held while any process of that group is
+   * alive, even after this process has died. Only backends whose lock dies
+   * with its holder's process (the file backend) need it; the others keep
+   * the lock for its TTL, which covers the watchdog's reaction.
+   */
+  holdWhileGroup?(pgid: number): Promise<void>;
 }
 
 /**
- * What a backend offers beyond the contract; the README's backend table and
- * the contract suite read these.
+ * What a backend offers beyond the contract; the README's backend table, the
+ * lifecycle and the contract suite read these.
  *
  * @example
  * ```ts
@@ -103,24 +125,130 @@ export interface Claim {
  *   notifiesWaiters: true,
  *   fairQueue: false,
  *   minTtlMs: 1,
+ *   maxTtlMs: 366 * 86_400_000,
  *   clock: "server",
+ *   listsLocks: true,
+ *   storesLimit: true,
  * };
  * ```
  */
 export interface BackendCapabilities {
   /** Waiters wake on a notification (pub/sub, watch); otherwise they poll. */
   readonly notifiesWaiters: boolean;
-  /** Waiters are served in arrival order. */
+  /** Waiters are served in arrival order, and `status` can count them. */
   readonly fairQueue: boolean;
   /** The shortest lease the backend supports, in milliseconds. */
   readonly minTtlMs: number;
+  /**
+   * The longest lease (TTL, or guard time, whichever is longer) the backend
+   * can keep, in milliseconds; longer settings are refused before anything
+   * connects.
+   */
+  readonly maxTtlMs: number;
   /** Whose clock judges expiry and guard time. */
   readonly clock: "server" | "local";
+  /** `status` without a name can list every coolock lock on the server. */
+  readonly listsLocks: boolean;
+  /** The backend stores each lock's `limit` and refuses another one. */
+  readonly storesLimit: boolean;
 }
 
 /**
- * A coordination backend: one small interface that every file in backends/
- * implements.
+ * One holder of a lock slot, as `status` reports it. Fields a backend can't
+ * know are absent.
+ *
+ * @example
+ * ```ts
+ * import type { HolderStatus } from "./backend.ts";
+ * const describe = (h: HolderStatus) => `${h.node} holds slot ${h.slot}`;
+ * ```
+ */
+export interface HolderStatus {
+  /** The slot, 0 for a mutex. */
+  readonly slot: number;
+  /**
+   * `held`: a live holder renews it; `guard`: the holder released it (or
+   * died) and guard time keeps others out.
+   */
+  readonly state: "held" | "guard";
+  /** The holder's node name. */
+  readonly node?: string;
+  /** The holder's unique owner id. */
+  readonly owner?: string;
+  /** When it was acquired, by the server's clock where the backend has one. */
+  readonly since?: Date;
+  /** Its fencing token. */
+  readonly token?: bigint;
+  /** Milliseconds until the lease runs out if nobody renews it. */
+  readonly leaseLeftMs?: number;
+  /** Milliseconds of guard time left. */
+  readonly guardLeftMs?: number;
+}
+
+/**
+ * What `status` says about one lock.
+ *
+ * @example
+ * ```ts
+ * import type { LockStatus } from "./backend.ts";
+ * const free = (s: LockStatus) => s.holders.length === 0;
+ * ```
+ */
+export interface LockStatus {
+  /** The lock name. */
+  readonly name: string;
+  /** The limit stored with the lock, where the backend stores one. */
+  readonly limit?: number;
+  /** Its holders, by slot; empty when the lock is free. */
+  readonly holders: readonly HolderStatus[];
+  /** Waiters queued for it, on backends that queue them (etcd, ZooKeeper). */
+  readonly waiting?: number;
+  /** The highest fencing token handed out so far, where the backend knows. */
+  readonly lastToken?: bigint;
+}
+
+/**
+ * One thing `forceRelease` removed, in words an operator understands.
+ *
+ * @example
+ * ```ts
+ * import type { Removal } from "./backend.ts";
+ * const removal: Removal = { what: "lease", detail: "key coolock:lock:x of node-1" };
+ * ```
+ */
+export interface Removal {
+  /** What kind of thing: `lease`, `guard`, `queue entry`, `session`, … */
+  readonly what: string;
+  /** Which one: a key, a node, a row, a session id. Never a secret. */
+  readonly detail: string;
+}
+
+/**
+ * One line of `check`: a property of the backend and whether it is fine.
+ *
+ * @example
+ * ```ts
+ * import type { CheckResult } from "./backend.ts";
+ * const rtt: CheckResult = { name: "reachable", status: "ok", detail: "round trip 0.4 ms" };
+ * ```
+ */
+export interface CheckResult {
+  /**
+   * What was checked: `reachable`, `credentials`, `permissions`, `version`,
+   * `clock`, or a backend's own (such as `eviction` for Redis).
+   */
+  readonly name: string;
+  /** `ok`, `warn` (works, but weakens a guarantee) or `fail`. */
+  readonly status: "ok" | "warn" | "fail";
+  /** One line for the operator. Never a secret. */
+  readonly detail: string;
+  /** A measured figure: the round trip or the skew, in milliseconds. */
+  readonly ms?: number;
+}
+
+/**
+ * A coordination backend: one small interface that every folder in
+ * backends/ implements.
  *
  * @example A backend's shape
  * ```ts
@@ -130,6 +258,7 @@ export interface BackendCapabilities {
  *     name: "nightly-backup",
  *     owner: "node-1:ab12",
  *     node: "node-1",
+ *     limit: 1,
  *     expiresInMs: 30_000,
  *     guardMs: 0,
  *     wait: false,
@@ -154,10 +283,11 @@ export interface Backend extends AsyncDisposable {
    */
   connect?(request: LockRequest): Promise<void>;
   /**
-   * One attempt: resolves a claim when the lock was free, or `undefined` at
-   * once when another owner holds it. Rejects with
+   * One attempt: resolves a claim on a free slot, or `undefined` at once
+   * when all `limit` slots are held. Rejects with
    * {@linkcode BackendUnavailableError} when the server can't be reached in
-   * bounded time.
+   * bounded time, and with {@linkcode LimitMismatchError} when the lock is
+   * stored with another limit.
    */
   tryAcquire(request: LockRequest): Promise<Claim | undefined>;
   /**
@@ -166,6 +296,28 @@ export interface Backend extends AsyncDisposable {
    * wait itself and polls when a backend has no such method.
    */
   waitForChange?(request: LockRequest, signal: AbortSignal): Promise<void>;
-  /** Closes every connection; claims still held are released first. */
+  /**
+   * Who holds the lock `name`, or every coolock lock on the server when
+   * `name` is undefined (only where `capabilities.listsLocks`).
+   */
+  status?(name: string | undefined, signal: AbortSignal): Promise<LockStatus[]>;
+  /**
+   * Frees the lock `name` whoever holds it: a dead holder's lease, a guard
+   * record, queue entries. The next holder's fencing token is still higher
+   * than any handed out, and a live holder loses the lock at its next
+   * renewal. Resolves what was removed (empty when the lock was free).
+   */
+  forceRelease?(name: string, signal: AbortSignal): Promise<Removal[]>;
+  /**
+   * Checks that the backend is fit for coolock: reachable, credentials,
+   * permission to create its keys, server version and clock skew.
+   */
+  check?(signal: AbortSignal): Promise<CheckResult[]>;
+  /**
+   * Closes every connection. Claims still held are released first, and a
+   * claim still inside its guard time keeps others out until the guard time
+   * ends, as if its lease had released it (`src/holdings.ts` does this once
+   * for every backend).
+   */
   close(): Promise<void>;
 }

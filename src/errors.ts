@@ -101,3 +101,47 @@ export class BackendUnavailableError extends Error {
     this.backend = backend;
   }
 }
+
+/**
+ * The lock is stored with another `limit` than this caller's: every node
+ * must use the same limit for a lock name. The message names both.
+ *
+ * @example
+ * ```ts
+ * import { LimitMismatchError } from "../mod.ts";
+ * const error = new LimitMismatchError("backup", 2, 3);
+ * console.log(error.message); // Lock 'backup' is used with limit 3, not 2: every node must use the same limit
+ * ```
+ */
+export class LimitMismatchError extends Error {
+  /** The lock. */
+  readonly lock: string;
+  /** The limit this caller asked for. */
+  readonly limit: number;
+  /** The limit stored with the lock. */
+  readonly stored: number;
+
+  /**
+   * Makes the error for a lock used with two limits.
+   *
+   * @param lock the lock name
+   * @param limit the limit this caller asked for
+   * @param stored the limit stored with the lock
+   * @param options the standard error options, such as `cause`
+   */
+  constructor(
+    lock: string,
+    limit: number,
+    stored: number,
+    options?: ErrorOptions,
+  ) {
+    super(
+      `Lock '${lock}' is used with limit ${stored}, not ${limit}: every node must use the same limit`,
+      options,
+    );
+    this.name = "LimitMismatchError";
+    this.lock = lock;
+    this.limit = limit;
+    this.stored = stored;
+  }
+}

@@ -16,7 +16,7 @@ import {
   checkOptions,
   type LockOptions,
 } from "./options.ts";
-import { abortableDelay, withTimeout } from "./timing.ts";
+import { abortableDelay, later, withTimeout } from "./timing.ts";
 
 /**
  * A held lock. It is NOT safe to assume that the lock is held until
@@ -40,6 +40,8 @@ export interface Lease extends AsyncDisposable {
   readonly owner: string;
   /** The fencing token: strictly increasing per lock name. */
   readonly token: bigint;
+  /** The slot held, from 0 to `limit − 1`: 0 for a mutex. */
+  readonly slot: number;
   /** Aborts when the lock is lost; its reason is a `LockLostError`. */
   readonly signal: AbortSignal;
   /**
@@ -48,6 +50,21 @@ export interface Lease extends AsyncDisposable {
    * and that is logged.
    */
   release(): Promise<void>;
+  /**
+   * Keeps the lock held while any process of the process group `pgid`
+   * lives, even if this process dies, where the backend needs it (the file
+   * backend; the others keep a dead holder's lock for its TTL). A supervisor
+   * calls it for the job it started; the CLI does.
+   */
+  holdWhileGroup(pgid: number): Promise<void>;
+  /** The lease as JSON: name, node, owner, slot, and the token as a string. */
+  toJSON(): {
+    name: string;
+    node: string;
+    owner: string;
+    slot: number;
+    token: string;
+  };
 }
 
 const POLL_FIRST_MS = 25;
@@ -85,6 +102,7 @@ export async function acquire(options: LockOptions): Promise<Lease> {
     name: lock,
     owner: `${node}:${Deno.pid}:${randomSuffix()}`,
     node,
+    limit: checked.limit,
     expiresInMs: Math.max(checked.ttlMs, checked.guardMs),
     guardMs: checked.guardMs,
     wait: checked.waitMs > 0,
@@ -190,6 +208,15 @@ async function waitForChange(
   signal?.throwIfAborted();
 }
 
+/**
+ * What a loss says: the backend's own words when it gave a `LockLostError`
+ * (a refused renewal, a deleted key), else `fallback`.
+ */
+function causeOf(reason: unknown, fallback: string): string {
+  if (!(reason instanceof LockLostError)) return fallback;
+  return reason.message.replace(/^Lock '.*?' was lost: /s, "");
+}
+
 function startLease(
   claim: Claim,
   request: LockRequest,
@@ -200,8 +227,8 @@ function startLease(
   const lost = new AbortController();
   const renewing = new AbortController();
   const guardEndsAt = acquiredAt + guardMs;
-  let renewTimer: ReturnType<typeof setTimeout> | undefined;
-  let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  let cancelRenew = () => {};
+  let cancelDeadline = () => {};
   let released: Promise<void> | undefined;
 
   const lose = (why: string, cause?: unknown) => {
@@ -212,19 +239,20 @@ function startLease(
     stopTimers();
   };
   const stopTimers = () => {
-    clearTimeout(renewTimer);
-    clearTimeout(deadlineTimer);
+    cancelRenew();
+    cancelDeadline();
     renewing.abort();
   };
   const armDeadline = (confirmedSentAt: number) => {
-    clearTimeout(deadlineTimer);
+    cancelDeadline();
+    checked.onDeadline?.(confirmedSentAt + ttlMs - marginMs);
     const due = confirmedSentAt + ttlMs - marginMs - performance.now();
-    deadlineTimer = setTimeout(
+    cancelDeadline = later(
       () =>
         lose(
           `no renewal was confirmed within ${(ttlMs - marginMs) / 1000} s`,
         ),
-      Math.max(0, due),
+      due,
     );
   };
   const renew = async () => {
@@ -244,7 +272,7 @@ function startLease(
     } catch (error) {
       if (renewing.signal.aborted) return;
       if (error instanceof LockLostError) {
-        lose("the backend refused the renewal", error);
+        lose(causeOf(error, "the backend refused the renewal"), error);
         return;
       }
       log(
@@ -255,10 +283,13 @@ function startLease(
     }
   };
   const schedule = (delayMs: number) => {
-    renewTimer = setTimeout(renew, delayMs);
+    cancelRenew = later(renew, delayMs);
   };
   const onBackendLoss = () =>
-    lose("the backend reported it gone", claim.lost?.reason);
+    lose(
+      causeOf(claim.lost?.reason, "the backend reported it gone"),
+      claim.lost?.reason,
+    );
 
   armDeadline(acquiredAt);
   // A slow first attempt leaves less than a full period before the deadline.
@@ -294,13 +325,23 @@ function startLease(
     return released;
   };
 
-  return {
+  const lease: Lease = {
     name: lock,
     node: request.node,
     owner: request.owner,
     token: claim.token,
+    slot: claim.slot,
     signal: lost.signal,
     release,
+    holdWhileGroup: (pgid) => claim.holdWhileGroup?.(pgid) ?? Promise.resolve(),
+    toJSON: () => ({
+      name: lock,
+      node: request.node,
+      owner: request.owner,
+      slot: claim.slot,
+      token: String(claim.token),
+    }),
     [Symbol.asyncDispose]: release,
   };
+  return lease;
 }

@@ -42,6 +42,12 @@ export interface LockOptions {
   readonly waitTimeout?: number;
   /** Seconds the lock stays held from acquisition, at least. Default 30. */
   readonly guardTime?: number;
+  /**
+   * How many holders the lock admits at once (a counting semaphore); the
+   * lease's `slot` says which one it got. Every node must use the same
+   * limit for a lock name. Default 1.
+   */
+  readonly limit?: number;
   /** This node's name. Default: the hostname. */
   readonly node?: string;
   /** Cancels the wait for the lock. */
@@ -55,6 +61,12 @@ export interface LockOptions {
   readonly operationTimeout?: number;
   /** Receives the lease's log messages. Default: none. */
   readonly log?: LogSink;
+  /**
+   * Called with the lease's local lost-lock deadline, a `performance.now()`
+   * time, when the lease starts and each time a confirmed renewal moves it.
+   * A supervisor hands it to its watchdog (the CLI does).
+   */
+  readonly onDeadline?: (deadline: number) => void;
 }
 
 /** The options, checked, with every duration in milliseconds. */
@@ -64,12 +76,20 @@ export interface CheckedOptions {
   readonly ttlMs: number;
   readonly waitMs: number;
   readonly guardMs: number;
+  readonly limit: number;
   readonly node: string;
   readonly signal: AbortSignal | undefined;
   readonly marginMs: number;
   readonly timeoutMs: number;
   readonly log: LogSink;
+  readonly onDeadline?: (deadline: number) => void;
 }
+
+/** The longest duration any option takes: 366 days, in seconds. */
+export const MAX_SECONDS = 366 * 86_400;
+
+/** The largest `limit`. */
+export const MAX_LIMIT = 1_000;
 
 function seconds(
   name: string,
@@ -81,9 +101,9 @@ function seconds(
   if (typeof value !== "number" || Number.isNaN(value)) {
     throw new TypeError(`Option '${name}' must be a number of seconds`);
   }
-  if (value < min || !Number.isFinite(value)) {
+  if (value < min || !Number.isFinite(value) || value > MAX_SECONDS) {
     throw new RangeError(
-      `Option '${name}' must be a finite number of seconds of at least ${min}, not '${value}'`,
+      `Option '${name}' must be a number of seconds from ${min} to ${MAX_SECONDS} (366 days), not '${value}'`,
     );
   }
   return value * 1000;
@@ -138,16 +158,35 @@ export function checkOptions(options: LockOptions): CheckedOptions {
       } s TTL: keep it below two thirds of the TTL`,
     );
   }
+  const limit = options.limit ?? 1;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) {
+    throw new RangeError(
+      `Option 'limit' must be a whole number from 1 to ${MAX_LIMIT}, not '${limit}'`,
+    );
+  }
+  const guardMs = seconds("guardTime", options.guardTime, 30);
+  const { maxTtlMs } = backend.capabilities;
+  if (Math.max(ttlMs, guardMs) > maxTtlMs) {
+    throw new RangeError(
+      `Option '${ttlMs >= guardMs ? "ttl" : "guardTime"}' of ${
+        Math.max(ttlMs, guardMs) / 1000
+      } s is longer than the ${backend.scheme} backend can keep a lock (${
+        maxTtlMs / 1000
+      } s)`,
+    );
+  }
   return {
     backend,
     lock,
     ttlMs,
+    limit,
     waitMs: seconds("waitTimeout", options.waitTimeout, 0),
-    guardMs: seconds("guardTime", options.guardTime, 30),
+    guardMs,
     node,
     signal: options.signal,
     marginMs,
     timeoutMs: seconds("operationTimeout", options.operationTimeout, 10, 0.001),
     log: options.log ?? (() => {}),
+    onDeadline: options.onDeadline,
   };
 }

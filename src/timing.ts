@@ -5,6 +5,33 @@
  * @module
  */
 
+/** setTimeout's longest delay; longer ones fire at once, with a warning. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
+/**
+ * Calls `fn` after `ms`, however long: delays past setTimeout's 24.8 days
+ * are chained. Resolves a function that cancels it.
+ *
+ * @example
+ * ```ts
+ * import { later } from "./timing.ts";
+ * const cancel = later(() => console.log("never"), 60 * 86_400_000);
+ * cancel();
+ * ```
+ */
+export function later(fn: () => void, ms: number): () => void {
+  let timer: ReturnType<typeof setTimeout>;
+  const due = performance.now() + Math.max(0, ms);
+  const arm = () => {
+    const left = due - performance.now();
+    timer = left > MAX_DELAY_MS
+      ? setTimeout(arm, MAX_DELAY_MS)
+      : setTimeout(fn, Math.max(0, left));
+  };
+  arm();
+  return () => clearTimeout(timer);
+}
+
 /**
  * Resolves after `ms`, or rejects with the signal's reason when it aborts.
  *
@@ -21,10 +48,10 @@ export function abortableDelay(
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
-      clearTimeout(timer);
+      cancel();
       reject(signal?.reason);
     };
-    const timer = setTimeout(() => {
+    const cancel = later(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
@@ -48,7 +75,7 @@ export function withTimeout<T>(
   signal?: AbortSignal,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(
+    const cancel = later(
       () =>
         finish(() =>
           reject(new DOMException(`No answer within ${ms} ms`, "TimeoutError"))
@@ -57,7 +84,7 @@ export function withTimeout<T>(
     );
     const onAbort = () => finish(() => reject(signal?.reason));
     const finish = (settle: () => void) => {
-      clearTimeout(timer);
+      cancel();
       signal?.removeEventListener("abort", onAbort);
       settle();
     };

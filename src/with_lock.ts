@@ -22,7 +22,14 @@ import type { LockOptions } from "./options.ts";
  * ```
  */
 export type LockResult<T> =
-  | { readonly acquired: true; readonly value: T; readonly token: bigint }
+  | {
+    readonly acquired: true;
+    readonly value: T;
+    readonly token: bigint;
+    readonly slot: number;
+    /** For `JSON.stringify`: the token as a string. */
+    toJSON(): { acquired: true; value: T; token: string; slot: number };
+  }
   | { readonly acquired: false; readonly reason: "held" | "timeout" };
 
 /**
@@ -69,5 +76,17 @@ export async function withLock<T>(
     await lease.release();
   }
   if (lease.signal.aborted) throw lease.signal.reason;
-  return { acquired: true, value, token: lease.token };
+  const token = lease.token;
+  return {
+    acquired: true,
+    value,
+    token,
+    slot: lease.slot,
+    toJSON: () => ({
+      acquired: true,
+      value,
+      token: String(token),
+      slot: lease.slot,
+    }),
+  };
 }

@@ -28,6 +28,8 @@ const MONITOR_WAIT_MS = 30_000;
  * ```
  */
 export class ConsulClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   readonly #lost = new AbortController();
   readonly lost: AbortSignal = this.#lost.signal;
   readonly #watching = new AbortController();

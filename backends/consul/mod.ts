@@ -26,6 +26,7 @@ import {
   type Claim,
   type LockRequest,
 } from "../../src/backend.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { ConsulApi, type ConsulCallError, type KvRead } from "./client.ts";
 import { ConsulClaim } from "./claim.ts";
 import { consulKey } from "./keys.ts";
@@ -46,9 +47,13 @@ class ConsulBackend implements Backend {
     fairQueue: false,
     minTtlMs: MIN_TTL_MS,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   readonly #target: ConsulTarget;
   readonly #claims = new Set<ConsulClaim>();
+  readonly #holdings = new Holdings();
   readonly #seen = new Map<string, KvRead>();
   #api?: Promise<ConsulApi>;
   #closed = false;
@@ -130,7 +135,7 @@ class ConsulBackend implements Backend {
             this.#seen.delete(name);
           }
         }
-        return claim;
+        return claim && this.#holdings.track(claim, request);
       } finally {
         // Also deletes the key if the lock was taken but not confirmed.
         if (!claim) await api.destroySession(session).catch(() => {});
@@ -156,6 +161,7 @@ class ConsulBackend implements Backend {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#holdings.releaseAll();
     await Promise.allSettled(
       [...this.#claims].map((claim) => claim.release(0)),
     );

@@ -51,6 +51,8 @@ export interface Place {
  * ```
  */
 export class EtcdClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   /** The fencing token: the key's create revision. */
   readonly token: bigint;
   readonly #lost = new AbortController();

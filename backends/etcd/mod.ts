@@ -14,6 +14,7 @@ import {
   type LockRequest,
 } from "../../src/backend.ts";
 import { abortableDelay } from "../../src/timing.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { EtcdClaim, type Place } from "./claim.ts";
 import { lockPrefix } from "./keys.ts";
 import type { EtcdOps } from "./ops.ts";
@@ -47,11 +48,15 @@ export class EtcdBackend implements Backend {
     fairQueue: true,
     minTtlMs: ETCD_MIN_TTL_MS,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   /** The URI with its password replaced by `***`. */
   readonly displayUri: string;
   readonly #queue: EtcdQueue;
   readonly #claims = new Set<EtcdClaim>();
+  readonly #holdings = new Holdings();
   #ops?: Promise<EtcdOps>;
   #closed = false;
 
@@ -96,7 +101,9 @@ export class EtcdBackend implements Backend {
         place.createRevision,
         request.signal,
       );
-      if (!before) return this.#claim(ops, request, place);
+      if (!before) {
+        return this.#holdings.track(this.#claim(ops, request, place), request);
+      }
       if (!request.wait) {
         await queue.drop(request.owner, ops);
         return undefined;
@@ -153,6 +160,7 @@ export class EtcdBackend implements Backend {
     const ops = await this.#ops?.catch(() => undefined);
     this.#closed = true;
     if (!ops) return;
+    await this.#holdings.releaseAll();
     await Promise.allSettled(
       [...this.#claims].map((claim) => claim.release(0)),
     );

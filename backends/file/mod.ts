@@ -13,6 +13,7 @@ import {
   LockLostError,
   type LockRequest,
 } from "../../src/backend.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { encodeLockName } from "../../src/names.ts";
 import { redactUri } from "../../src/uri.ts";
 
@@ -84,6 +85,8 @@ async function sameFile(path: string, lockFile: Deno.FsFile): Promise<boolean> {
 }
 
 class FileClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   constructor(
     readonly token: bigint,
     private readonly name: string,
@@ -153,9 +156,13 @@ class FileBackend implements Backend {
     fairQueue: false,
     minTtlMs: 1,
     clock: "local",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   readonly displayUri: string;
   readonly #open = new Set<Deno.FsFile>();
+  readonly #holdings = new Holdings();
 
   constructor(private readonly dir: string) {
     this.displayUri = `file://${encodeURI(dir)}`;
@@ -217,23 +224,26 @@ class FileBackend implements Backend {
       });
       kept = true;
       this.#open.add(lockFile);
-      return new FileClaim(
-        token,
-        request.name,
-        path,
-        lockFile,
-        request.owner,
-        () => this.#open.delete(lockFile),
+      return this.#holdings.track(
+        new FileClaim(
+          token,
+          request.name,
+          path,
+          lockFile,
+          request.owner,
+          () => this.#open.delete(lockFile),
+        ),
+        request,
       );
     } finally {
       if (!kept) lockFile.close();
     }
   }
 
-  close(): Promise<void> {
+  async close(): Promise<void> {
+    await this.#holdings.releaseAll();
     for (const lockFile of this.#open) lockFile.close();
     this.#open.clear();
-    return Promise.resolve();
   }
 
   [Symbol.asyncDispose](): Promise<void> {

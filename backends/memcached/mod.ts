@@ -15,7 +15,7 @@ import {
   type LockRequest,
 } from "../../src/backend.ts";
 import { abortableDelay } from "../../src/timing.ts";
-import { type HeldClaim, releaseHeld } from "../../src/holdings.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { Op, Status } from "./protocol.ts";
 import { expirySeconds, incrementExtras, storageExtras } from "./extras.ts";
 import { type Keys, keysOf } from "./keys.ts";
@@ -26,8 +26,9 @@ const WATCH_POLL_MS = 50;
 
 const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-class MemcachedClaim implements HeldClaim {
-  readonly acquiredAt = performance.now();
+class MemcachedClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
 
   constructor(
     readonly token: bigint,
@@ -55,7 +56,6 @@ class MemcachedClaim implements HeldClaim {
   }
 
   async release(holdMs: number): Promise<void> {
-    this.backend.held.delete(this);
     await this.backend.store.swap(
       this.keys,
       this.request.owner,
@@ -73,9 +73,12 @@ class MemcachedBackend implements Backend {
     fairQueue: false,
     minTtlMs: 1_000,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   readonly displayUri: string;
-  readonly held = new Set<MemcachedClaim>();
+  readonly holdings = new Holdings();
   readonly store: MemcachedStore;
 
   constructor(uri: string) {
@@ -123,8 +126,7 @@ class MemcachedBackend implements Backend {
         return undefined;
       }
       const claim = new MemcachedClaim(token, request, keys, this);
-      this.held.add(claim);
-      return claim;
+      return this.holdings.track(claim, request);
     } catch (error) {
       await this.store.send(keys, Op.delete, keys.lock, { cas: added.cas })
         .catch(() => {});
@@ -148,7 +150,7 @@ class MemcachedBackend implements Backend {
 
   async close(): Promise<void> {
     if (this.store.closed) return;
-    await releaseHeld(this.held);
+    await this.holdings.releaseAll();
     await this.store.close();
   }
 

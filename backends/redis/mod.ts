@@ -15,7 +15,7 @@ import {
   LockLostError,
   type LockRequest,
 } from "../../src/backend.ts";
-import { type HeldClaim, releaseHeld } from "../../src/holdings.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { abortable, RedisLinks } from "./client.ts";
 import { redisTarget } from "./uri.ts";
 import { ACQUIRE, keysOf, RELEASE, RENEW, wholeMs } from "./scripts.ts";
@@ -27,10 +27,11 @@ interface Waiting {
   readonly subscribed: Promise<RedisClient>;
 }
 
-class RedisClaim implements HeldClaim {
+class RedisClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   readonly #lost = new AbortController();
   readonly lost: AbortSignal = this.#lost.signal;
-  readonly acquiredAt = performance.now();
 
   constructor(
     readonly token: bigint,
@@ -56,7 +57,6 @@ class RedisClaim implements HeldClaim {
   }
 
   async release(holdMs: number): Promise<void> {
-    this.backend.held.delete(this);
     const { name, owner } = this.request;
     const { lock, channel } = keysOf(name);
     const hold = holdMs > 0 ? wholeMs(holdMs) : "0";
@@ -73,9 +73,12 @@ class RedisBackend implements Backend {
     fairQueue: false,
     minTtlMs: 1,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   readonly displayUri: string;
-  readonly held = new Set<RedisClaim>();
+  readonly holdings = new Holdings();
   readonly links: RedisLinks;
   readonly #waiting = new Map<string, Waiting>();
 
@@ -120,8 +123,7 @@ class RedisBackend implements Backend {
       await claim.release(0).catch(() => {});
       throw request.signal.reason;
     }
-    this.held.add(claim);
-    return claim;
+    return this.holdings.track(claim, request);
   }
 
   async waitForChange(request: LockRequest, signal: AbortSignal) {
@@ -175,7 +177,7 @@ class RedisBackend implements Backend {
 
   async close(): Promise<void> {
     if (this.links.closed) return;
-    await releaseHeld(this.held);
+    await this.holdings.releaseAll();
     await this.links.close();
   }
 

@@ -25,6 +25,8 @@ import type { SqlRun, SqlSession } from "./session.ts";
  * ```
  */
 export class SqlClaim<C> implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   readonly #lost = new AbortController();
   /** Aborts when the connection ends without being asked to. */
   readonly lost: AbortSignal = this.#lost.signal;

@@ -15,6 +15,7 @@ import type {
   LockRequest,
 } from "../../src/backend.ts";
 import { abortableDelay, withTimeout } from "../../src/timing.ts";
+import { Holdings } from "../../src/holdings.ts";
 import { SqlClaim } from "./claim.ts";
 import {
   type SqlLink,
@@ -80,12 +81,16 @@ export class SqlLockBackend<C> implements Backend {
     fairQueue: false,
     minTtlMs: 1_000,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   };
   /** The URI with its secrets redacted. */
   readonly displayUri: string;
   readonly #sessions = new Set<SqlSession<C>>();
   readonly #waiting = new Map<string, SqlSession<C>>();
   readonly #claims = new Set<SqlClaim<C>>();
+  readonly #holdings = new Holdings();
 
   /** A backend for `scheme` that speaks `dialect`. */
   constructor(
@@ -159,7 +164,7 @@ export class SqlLockBackend<C> implements Backend {
       const claim = new SqlClaim(token, session, request, dialect);
       this.#claims.add(claim);
       void session.ended.then(() => this.#claims.delete(claim));
-      return claim;
+      return this.#holdings.track(claim, request);
     } catch (error) {
       void session.close();
       throw error;
@@ -195,6 +200,7 @@ export class SqlLockBackend<C> implements Backend {
 
   /** Releases every claim still held, then ends every connection. */
   async close(): Promise<void> {
+    await this.#holdings.releaseAll();
     await Promise.allSettled(
       [...this.#claims].map((claim) => claim.release(0)),
     );

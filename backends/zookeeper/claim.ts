@@ -51,6 +51,8 @@ export interface Place {
  * ```
  */
 export class ZooKeeperClaim implements Claim {
+  /** Slots other than 0 come with the semaphore (issue 16). */
+  readonly slot = 0;
   /** Aborts when the session is lost, the node deleted or the claim lapsed. */
   readonly lost: AbortSignal;
   readonly #deleted = new AbortController();

@@ -19,6 +19,7 @@ import {
   type LockRequest,
 } from "../../src/backend.ts";
 import { abortableDelay, withTimeout } from "../../src/timing.ts";
+import { Holdings } from "../../src/holdings.ts";
 import type { ZkModule } from "./client.ts";
 import { LockQueue } from "./queue.ts";
 import { openSession, type ZkSession } from "./session.ts";
@@ -34,6 +35,9 @@ class ZooKeeperBackend implements Backend {
     fairQueue: true,
     minTtlMs: MIN_SESSION_MS,
     clock: "server",
+    maxTtlMs: 366 * 86_400_000,
+    listsLocks: false,
+    storesLimit: false,
   } as const;
   readonly scheme: string;
   readonly displayUri: string;
@@ -41,6 +45,7 @@ class ZooKeeperBackend implements Backend {
   readonly #queue: LockQueue;
   readonly #closing = new AbortController();
   readonly #sessions = new Set<ZkSession>();
+  readonly #holdings = new Holdings();
   #session?: Promise<ZkSession>;
 
   constructor(config: ZooKeeperConfig) {
@@ -107,7 +112,7 @@ class ZooKeeperBackend implements Backend {
         await claim.release(0).catch(() => {});
         throw request.signal.reason;
       }
-      return claim;
+      return claim && this.#holdings.track(claim, request);
     } catch (error) {
       await queue.leave(place, true).catch(() => {});
       throw error;
@@ -140,6 +145,7 @@ class ZooKeeperBackend implements Backend {
   }
 
   async close(): Promise<void> {
+    await this.#holdings.releaseAll();
     for (const claim of [...this.#queue.held]) {
       await claim.release(0).catch(() => {});
     }

@@ -45,6 +45,7 @@ function request(
     name: lock,
     owner: `contract:${crypto.randomUUID()}`,
     node: "contract",
+    limit: 1,
     expiresInMs: 60_000,
     guardMs: 0,
     wait: false,

@@ -44,6 +44,7 @@ export function requestsWith(
     name,
     owner: `test:${crypto.randomUUID()}`,
     node: "test",
+    limit: 1,
     expiresInMs: defaults.expiresInMs,
     guardMs: 0,
     wait: false,
@@ -162,7 +163,7 @@ export function moduleUrl(path: string): string {
 
 /** A script's literal for a one-attempt request on `name`. */
 function requestLiteral(name: string, expiresInMs: number): string {
-  return `{ name: ${JSON.stringify(name)}, owner: "o", node: "n", ` +
+  return `{ name: ${JSON.stringify(name)}, owner: "o", node: "n", limit: 1, ` +
     `expiresInMs: ${expiresInMs}, guardMs: 0, wait: false, ` +
     `signal: AbortSignal.timeout(3000) }`;
 }

@@ -109,7 +109,10 @@ Deno.test("consul backend: URIs: scheme, options and a token that never shows", 
     notifiesWaiters: true,
     fairQueue: false,
     minTtlMs: 10_000,
+    maxTtlMs: 366 * 86_400_000,
     clock: "server",
+    listsLocks: false,
+    storesLimit: false,
   });
   assertEquals(consul("consul+http://[::1]").scheme, "consul+http");
   assertEquals(

@@ -61,6 +61,7 @@ export function request(
     name,
     owner: `test:${Deno.pid}:${++counter}`,
     node: "test",
+    limit: 1,
     expiresInMs: 4_000,
     guardMs: 0,
     wait: false,
