@@ -277,6 +277,13 @@ export interface Backend extends AsyncDisposable {
   /** What this backend offers beyond the contract. */
   readonly capabilities: BackendCapabilities;
   /**
+   * The Deno permissions this backend needs: net to its hosts, read and
+   * write for its directory, env for its client's variables, read for TLS
+   * files. The CLI checks them all, with its own, before it takes the lock,
+   * so that a missing one is exit 77 and never a half-run job.
+   */
+  readonly permissions?: readonly Deno.PermissionDescriptor[];
+  /**
    * Loads the client and connects, ahead of the first attempt, so that the
    * lifecycle's lost-lock deadline doesn't count start-up time against the
    * lease. Optional; `tryAcquire` must connect by itself anyway.

@@ -114,7 +114,9 @@ export function fixtureOf(
     unreachableUri: parts.uriAt(freePort()),
     open: (other = uri) => parts.open(other),
     ttl: parts.ttl,
+    freeWithinMs: parts.ttl * 1000 + 1_000,
     server,
+    faults: { pause: true, partition: true },
     remove: parts.remove,
     env: parts.env,
   };

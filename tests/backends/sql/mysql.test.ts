@@ -73,6 +73,8 @@ const fixture: ContractFixture | undefined = server && {
   // mysql2 takes ~120 ms to load (ten times that with 20 processes on 2
   // cores), and the first deadline counts from before the load.
   ttl: 3,
+  freeWithinMs: 5_000,
+  faults: { pause: true, partition: true },
   server,
   remove: async (lock) => {
     await killHolder(lock);

@@ -72,6 +72,8 @@ const fixture: ContractFixture | undefined = server && {
   unreachableUri: uriAt(freePort()),
   open: (uri) => postgres(uri ?? uriAt(server.port)),
   ttl: 2,
+  freeWithinMs: 5_000,
+  faults: { pause: true, partition: true },
   server,
   remove: async (lock) => {
     await terminateHolder(lock);
