@@ -13,6 +13,7 @@ contract({
   unreachableUri: "file:///proc/coolock-cannot-exist",
   open: (at = uri) => file(at),
   ttl: 2,
+  entry: { module: "backends/file/mod.ts", factory: "file" },
   freeWithinMs: 1_000,
   faults: { pause: false, partition: false },
   remove: (lock) => Deno.remove(`${dir}/${encodeLockName(lock)}.lock`),

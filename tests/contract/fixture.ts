@@ -48,6 +48,12 @@ export interface ContractFixture {
   readonly unreachableUri: string;
   /** Opens a backend on its own connection(s). */
   open(uri?: string): Backend;
+  /**
+   * The module that exports the backend's factory, relative to the repo
+   * root (`backends/redis/mod.ts`), and the factory's name (`redis`), for
+   * tests that import it in a fresh process.
+   */
+  readonly entry: { readonly module: string; readonly factory: string };
   /** The TTL in seconds the suite uses: short, but no shorter than the backend allows. */
   readonly ttl: number;
   /**

@@ -99,6 +99,18 @@ export interface FixtureParts {
   readonly env?: Record<string, string>;
 }
 
+/** Until each family has its own fixture: where its factory lives. */
+const ENTRIES: Record<string, { module: string; factory: string }> = {
+  redis: { module: "backends/redis/mod.ts", factory: "redis" },
+  memcached: { module: "backends/memcached/mod.ts", factory: "memcached" },
+  etcd: { module: "backends/etcd/gateway/mod.ts", factory: "etcd" },
+  etcd3: { module: "backends/etcd/grpc/mod.ts", factory: "etcd3" },
+  zookeeper: { module: "backends/zookeeper/mod.ts", factory: "zookeeper" },
+  postgres: { module: "backends/sql/postgres/mod.ts", factory: "postgres" },
+  mysql: { module: "backends/sql/mysql/mod.ts", factory: "mysql" },
+  consul: { module: "backends/consul/mod.ts", factory: "consul" },
+};
+
 /** The contract fixture on a live server; `undefined` without one. */
 export function fixtureOf(
   server: TestServer | undefined,
@@ -114,6 +126,7 @@ export function fixtureOf(
     unreachableUri: parts.uriAt(freePort()),
     open: (other = uri) => parts.open(other),
     ttl: parts.ttl,
+    entry: ENTRIES[parts.name],
     freeWithinMs: parts.ttl * 1000 + 1_000,
     server,
     faults: { pause: true, partition: true },

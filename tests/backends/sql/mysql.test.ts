@@ -74,6 +74,7 @@ const fixture: ContractFixture | undefined = server && {
   // cores), and the first deadline counts from before the load.
   ttl: 3,
   freeWithinMs: 5_000,
+  entry: { module: "backends/sql/mysql/mod.ts", factory: "mysql" },
   faults: { pause: true, partition: true },
   server,
   remove: async (lock) => {

@@ -73,6 +73,7 @@ const fixture: ContractFixture | undefined = server && {
   open: (uri) => postgres(uri ?? uriAt(server.port)),
   ttl: 2,
   freeWithinMs: 5_000,
+  entry: { module: "backends/sql/postgres/mod.ts", factory: "postgres" },
   faults: { pause: true, partition: true },
   server,
   remove: async (lock) => {
