@@ -144,13 +144,13 @@ export async function acquire(options: Options): Promise<Lease> {
     throw error;
   }
   let released: Promise<void> | undefined;
-  const release = () =>
-    released ??= lease.release().finally(() => opened.close());
+  const release = (options?: { readonly guard?: boolean }) =>
+    released ??= lease.release(options).finally(() => opened.close());
   return {
     ...lease,
     signal: lease.signal,
     release,
-    [Symbol.asyncDispose]: release,
+    [Symbol.asyncDispose]: () => release(),
   };
 }
 

@@ -47,9 +47,10 @@ export interface Lease extends AsyncDisposable {
   /**
    * Gives the lock back, keeping it held until the guard time has passed.
    * Never rejects: a failed release only means the lock expires by its TTL,
-   * and that is logged.
+   * and that is logged. With `{ guard: false }` the guard time is dropped:
+   * for a job that could not even start, so that another node may run it.
    */
-  release(): Promise<void>;
+  release(options?: { readonly guard?: boolean }): Promise<void>;
   /**
    * Keeps the lock held while any process of the process group `pgid`
    * lives, even if this process dies, where the backend needs it (the file
@@ -298,11 +299,14 @@ function startLease(
   if (claim.lost?.aborted) onBackendLoss();
   claim.lost?.addEventListener("abort", onBackendLoss, { once: true });
 
-  const release = (): Promise<void> => {
+  const release = (options?: { guard?: boolean }): Promise<void> => {
+    const keepGuard = options?.guard ?? true;
     released ??= (async () => {
       stopTimers();
       claim.lost?.removeEventListener("abort", onBackendLoss);
-      const holdMs = Math.max(0, guardEndsAt - performance.now());
+      const holdMs = keepGuard
+        ? Math.max(0, guardEndsAt - performance.now())
+        : 0;
       try {
         await claim.release(holdMs);
         log(
@@ -341,7 +345,7 @@ function startLease(
       slot: claim.slot,
       token: String(claim.token),
     }),
-    [Symbol.asyncDispose]: release,
+    [Symbol.asyncDispose]: () => release(),
   };
   return lease;
 }
