@@ -48,6 +48,7 @@ export {
   LimitMismatchError,
   LockHeldError,
   LockLostError,
+  UntrustedPathError,
 } from "./src/errors.ts";
 export type { OperateOptions } from "./src/operate.ts";
 export type { Lease } from "./src/lease.ts";

@@ -145,3 +145,53 @@ export class LimitMismatchError extends Error {
     this.stored = stored;
   }
 }
+
+/**
+ * A file or directory that coolock would write to can't be trusted: another
+ * user could change it (it is theirs, or writable by them) or it is a
+ * symbolic link. A setup problem on this host, never a reason to run
+ * anyway; the CLI exits 78 (configuration).
+ *
+ * @example
+ * ```ts
+ * import { UntrustedPathError } from "../mod.ts";
+ * const error = new UntrustedPathError("/tmp/locks", "Lock directory '/tmp/locks' can't be trusted: it is writable by other users");
+ * console.log(error.path); // /tmp/locks
+ * ```
+ */
+export class UntrustedPathError extends Error {
+  /** The path that can't be trusted. */
+  readonly path: string;
+
+  /**
+   * Makes the error for a path another user could change.
+   *
+   * @param path the file or directory
+   * @param message one line that says what is wrong with it
+   * @param options the standard error options, such as `cause`
+   */
+  constructor(path: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UntrustedPathError";
+    this.path = path;
+  }
+}
+
+/**
+ * Whether a backend call failed because of a setting rather than the
+ * backend's health: a limit mismatch, a value the server refuses (a
+ * `RangeError`, such as a database it doesn't have) or an untrusted path.
+ * The lifecycle and the operator calls pass these through instead of
+ * reporting the backend unavailable. Not `TypeError`: fetch reports a
+ * refused connection as one.
+ *
+ * @example
+ * ```ts
+ * import { isSettingError } from "./errors.ts";
+ * console.log(isSettingError(new RangeError("no database 99"))); // true
+ * ```
+ */
+export function isSettingError(error: unknown): boolean {
+  return error instanceof LimitMismatchError ||
+    error instanceof RangeError || error instanceof UntrustedPathError;
+}

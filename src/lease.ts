@@ -8,6 +8,7 @@
 import type { Backend, Claim, LockRequest } from "./backend.ts";
 import {
   BackendUnavailableError,
+  isSettingError,
   LockHeldError,
   LockLostError,
 } from "./errors.ts";
@@ -178,7 +179,7 @@ async function bounded<T>(
   } catch (error) {
     if (request.signal.aborted) throw request.signal.reason;
     if (
-      error instanceof BackendUnavailableError ||
+      error instanceof BackendUnavailableError || isSettingError(error) ||
       error instanceof Deno.errors.NotCapable
     ) throw error;
     throw new BackendUnavailableError(

@@ -8,7 +8,7 @@
  */
 
 import type { Backend, CheckResult, LockStatus, Removal } from "./backend.ts";
-import { BackendUnavailableError } from "./errors.ts";
+import { BackendUnavailableError, isSettingError } from "./errors.ts";
 import { checkLockName } from "./names.ts";
 import { withTimeout } from "./timing.ts";
 
@@ -52,8 +52,7 @@ async function bounded<T>(
   } catch (error) {
     if (options.signal?.aborted) throw options.signal.reason;
     if (
-      error instanceof BackendUnavailableError ||
-      error instanceof TypeError || error instanceof RangeError ||
+      error instanceof BackendUnavailableError || isSettingError(error) ||
       error instanceof Deno.errors.NotCapable
     ) throw error;
     throw new BackendUnavailableError(

@@ -1,153 +1,71 @@
 /**
- * The file backend: `flock(2)` on one file per lock name, for one host only.
- * The kernel drops the lock when the holder dies, so nothing gets stuck; a
- * stamp inside the file carries what must outlive the holder (the guard-time
- * end and the fencing counter).
+ * The file backend: `flock(2)` on one file per lock slot, for one host only.
+ * The kernel drops a flock when its holder dies, so nothing gets stuck; a
+ * crash-safe stamp in the file (stamp.ts) carries what must outlive the
+ * holder: the guard end, the job's process group (group.ts) and a lease end
+ * for the moment before the group is known. A per-name meta file (meta.ts)
+ * holds the limit and the fencing counter. The directory must be one that
+ * no other user can change (dir.ts).
  *
  * @module
  */
 
-import {
-  type Backend,
-  type Claim,
-  LockLostError,
-  type LockRequest,
+import type {
+  Backend,
+  CheckResult,
+  Claim,
+  LockRequest,
+  LockStatus,
+  Removal,
 } from "../../src/backend.ts";
+import {
+  BackendUnavailableError,
+  LimitMismatchError,
+} from "../../src/errors.ts";
 import { Holdings } from "../../src/holdings.ts";
-import { encodeLockName } from "../../src/names.ts";
-import { redactUri } from "../../src/uri.ts";
+import { FileClaim, type Miss, probeSlot, takeSlot } from "./claim.ts";
+import { trustDirectory } from "./dir.ts";
+import { groupAlive, type GroupRecord } from "./group.ts";
+import { type Layout, layoutOf } from "./keys.ts";
+import { readMeta, withMeta } from "./meta.ts";
+import { checkDir, forceReleaseOf, lockNames, statusOf } from "./operate.ts";
+import { fileTarget } from "./uri.ts";
 
-interface Stamp {
-  owner: string;
-  guardUntil: number;
-  fence: string;
+export type {
+  Backend,
+  BackendCapabilities,
+  CheckResult,
+  Claim,
+  HolderStatus,
+  LockRequest,
+  LockStatus,
+  Removal,
+} from "../../src/backend.ts";
+export { UntrustedPathError } from "../../src/errors.ts";
+
+/** What the last attempt learned about when the lock may free. */
+interface Hint {
+  /** The earliest time a slot frees by the clock (ms since the epoch). */
+  readonly until?: number;
+  /** Groups whose end frees a slot. */
+  readonly groups: readonly GroupRecord[];
 }
 
-function defaultDir(): string {
-  const state = Deno.env.get("XDG_STATE_HOME");
-  const home = Deno.env.get("HOME");
-  if (state) return `${state}/coolock`;
-  if (home) return `${home}/.local/state/coolock`;
-  const local = Deno.env.get("LOCALAPPDATA");
-  if (local) return `${local}\\coolock`;
-  return `/tmp/coolock-${Deno.uid() ?? "user"}`;
-}
+/** Waiters watch the slot files themselves up to this limit, else the directory. */
+const WATCHED_SLOTS = 8;
+/** How often a waiter looks at a dead holder's job group. */
+const GROUP_POLL_MS = 50;
 
-function dirOf(location: string | URL | undefined): string {
-  if (location === undefined) return defaultDir();
-  if (location instanceof URL || /^file:/i.test(location)) {
-    const url = new URL(location);
-    if (
-      url.protocol !== "file:" || (url.host !== "" && url.host !== "localhost")
-    ) {
-      throw new TypeError(
-        `File backend URI '${
-          redactUri(url.href)
-        }' must be file:///absolute/dir`,
-      );
+const sleep = (ms: number, signal: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+    function done() {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
     }
-    if (url.search !== "") {
-      throw new TypeError(
-        `File backend URI '${redactUri(url.href)}' takes no query`,
-      );
-    }
-    const path = decodeURIComponent(url.pathname);
-    // file:///C:/locks names C:/locks, not /C:/locks.
-    return Deno.build.os === "windows" && /^\/[A-Za-z]:/.test(path)
-      ? path.slice(1)
-      : path;
-  }
-  if (location === "") {
-    throw new TypeError("File backend directory must not be empty");
-  }
-  return location;
-}
-
-async function writeStamp(lockFile: Deno.FsFile, stamp: Stamp): Promise<void> {
-  const bytes = new TextEncoder().encode(JSON.stringify(stamp) + "\n");
-  await lockFile.truncate(0);
-  await lockFile.seek(0, Deno.SeekMode.Start);
-  for (let done = 0; done < bytes.length;) {
-    done += await lockFile.write(bytes.subarray(done));
-  }
-}
-
-async function sameFile(path: string, lockFile: Deno.FsFile): Promise<boolean> {
-  try {
-    const [onDisk, open] = await Promise.all([
-      Deno.stat(path),
-      lockFile.stat(),
-    ]);
-    return onDisk.ino === open.ino && onDisk.dev === open.dev;
-  } catch {
-    return false;
-  }
-}
-
-class FileClaim implements Claim {
-  /** Slots other than 0 come with the semaphore (issue 16). */
-  readonly slot = 0;
-  constructor(
-    readonly token: bigint,
-    private readonly name: string,
-    private readonly path: string,
-    private readonly lockFile: Deno.FsFile,
-    private readonly owner: string,
-    private readonly onClose: () => void,
-  ) {}
-
-  #released = false;
-
-  async #checkOwned(): Promise<Stamp> {
-    if (this.#released) throw new LockLostError(this.name, "it was released");
-    const stamp = await readStamp(this.lockFile);
-    if (
-      !(await sameFile(this.path, this.lockFile)) || stamp?.owner !== this.owner
-    ) {
-      throw new LockLostError(
-        this.name,
-        "the lock file was removed or rewritten by someone else",
-      );
-    }
-    return stamp;
-  }
-
-  async renew(): Promise<void> {
-    await this.#checkOwned();
-  }
-
-  async release(holdMs: number): Promise<void> {
-    if (this.#released) return;
-    try {
-      const stamp = await this.#checkOwned();
-      await writeStamp(this.lockFile, {
-        ...stamp,
-        guardUntil: Date.now() + holdMs,
-      });
-    } finally {
-      this.#released = true;
-      this.lockFile.close();
-      this.onClose();
-    }
-  }
-}
-
-async function readStamp(lockFile: Deno.FsFile): Promise<Stamp | undefined> {
-  const { size } = await lockFile.stat();
-  const bytes = new Uint8Array(size);
-  await lockFile.seek(0, Deno.SeekMode.Start);
-  for (let done = 0; done < size;) {
-    const read = await lockFile.read(bytes.subarray(done));
-    if (read === null) break;
-    done += read;
-  }
-  try {
-    const stamp = JSON.parse(new TextDecoder().decode(bytes));
-    return typeof stamp?.fence === "string" ? stamp : undefined;
-  } catch {
-    return undefined;
-  }
-}
+  });
 
 class FileBackend implements Backend {
   readonly scheme = "file";
@@ -157,92 +75,184 @@ class FileBackend implements Backend {
     minTtlMs: 1,
     clock: "local",
     maxTtlMs: 366 * 86_400_000,
-    listsLocks: false,
-    storesLimit: false,
+    listsLocks: true,
+    storesLimit: true,
   } as const;
   readonly displayUri: string;
-  readonly #open = new Set<Deno.FsFile>();
+  readonly permissions: readonly Deno.PermissionDescriptor[];
+  readonly #dir: string;
+  readonly #open = new Set<FileClaim>();
   readonly #holdings = new Holdings();
+  readonly #hints = new WeakMap<LockRequest, Hint>();
+  #trusted?: Promise<string>;
 
-  constructor(private readonly dir: string) {
-    this.displayUri = `file://${encodeURI(dir)}`;
+  constructor(dir: string, display: string) {
+    this.#dir = dir;
+    this.displayUri = display;
+    const posix = Deno.build.os !== "windows";
+    this.permissions = [
+      { name: "read", path: dir },
+      { name: "write", path: dir },
+      ...(posix
+        ? [
+          { name: "sys", kind: "uid" } as const,
+          // /proc, read through /bin/sh without --allow-all (group.ts).
+          { name: "run", command: "/bin/sh" } as const,
+        ]
+        : []),
+    ];
   }
 
-  #pathOf(name: string): string {
-    return `${this.dir}/${encodeLockName(name)}.lock`;
+  /** The trusted real path of the directory, created when missing. */
+  #ready(): Promise<string> {
+    this.#trusted ??= trustDirectory(this.#dir).catch((error) => {
+      this.#trusted = undefined;
+      throw error;
+    });
+    return this.#trusted;
+  }
+
+  async #layout(name: string): Promise<{ dir: string; layout: Layout }> {
+    const dir = await this.#ready();
+    return { dir, layout: await layoutOf(dir, name) };
   }
 
   /**
-   * Wakes on any change to the lock file (a release rewrites its stamp and
-   * closes it). A holder that dies changes nothing; the lifecycle's polls
-   * cover that case.
+   * Refuses another limit than the stored one, unless no slot of the
+   * stored one is held: then the new limit replaces it.
+   */
+  async #checkLimit(layout: Layout, request: LockRequest): Promise<void> {
+    const meta = await readMeta(layout);
+    if (meta?.limit === undefined || meta.limit === request.limit) return;
+    await withMeta(layout, request.signal, async (now) => {
+      if (now.limit === undefined || now.limit === request.limit) {
+        return { result: undefined };
+      }
+      for (let slot = 0; slot < now.limit; slot++) {
+        if (await probeSlot(layout.slotPath(slot))) {
+          throw new LimitMismatchError(layout.name, request.limit, now.limit);
+        }
+      }
+      return { write: { ...now, limit: request.limit }, result: undefined };
+    });
+  }
+
+  async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
+    const { dir, layout } = await this.#layout(request.name);
+    await this.#checkLimit(layout, request);
+    const misses: Miss[] = [];
+    for (let slot = 0; slot < request.limit; slot++) {
+      request.signal.throwIfAborted();
+      const got = await takeSlot(dir, layout, slot, request);
+      if (!(got instanceof FileClaim)) {
+        misses.push(got);
+        continue;
+      }
+      this.#open.add(got);
+      got.onClose = () => this.#open.delete(got);
+      return this.#holdings.track(got, request);
+    }
+    const corrupt = misses.find((miss) => miss.kind === "corrupt");
+    if (corrupt?.kind === "corrupt") {
+      throw new BackendUnavailableError(
+        this.displayUri,
+        `lock file '${corrupt.path}' can't be read (${corrupt.why}), so it may hide a guard: free it with 'coolock release --force --lock ${request.name}'`,
+      );
+    }
+    let until: number | undefined;
+    const groups: GroupRecord[] = [];
+    for (const miss of misses) {
+      if (miss.kind !== "judged" || miss.verdict.free) continue;
+      if (miss.verdict.group) groups.push(miss.verdict.group);
+      if (miss.verdict.until !== undefined) {
+        until = Math.min(until ?? Infinity, miss.verdict.until);
+      }
+    }
+    this.#hints.set(request, { until, groups });
+    return undefined;
+  }
+
+  /**
+   * Wakes when the lock may have freed: a slot file closed after a write (a
+   * release), removed or replaced; a guard or lease end passed; a dead
+   * holder's job group ended. Renewals (writes without a close) wake nobody.
    */
   async waitForChange(
     request: LockRequest,
     signal: AbortSignal,
   ): Promise<void> {
+    const { dir, layout } = await this.#layout(request.name);
+    const hint = this.#hints.get(request);
+    const stop = new AbortController();
+    const done = AbortSignal.any([signal, stop.signal]);
+    const slots = Array.from(
+      { length: Math.min(request.limit, WATCHED_SLOTS + 1) },
+      (_, slot) => layout.slotPath(slot),
+    );
+    const paths = request.limit > WATCHED_SLOTS ? [dir] : slots;
     // Where watching fails, the rejection makes the lifecycle poll instead.
-    const watcher = Deno.watchFs(this.#pathOf(request.name), {
-      recursive: false,
-    });
-    const stop = () => watcher.close();
-    signal.addEventListener("abort", stop, { once: true });
-    try {
-      for await (const _event of watcher) break;
-    } catch {
-      /* closed by the signal */
-    } finally {
-      signal.removeEventListener("abort", stop);
+    const watcher = Deno.watchFs(paths, { recursive: false });
+    const close = () => {
       try {
         watcher.close();
-      } catch { /* already closed */ }
+      } catch { /* closed already */ }
+    };
+    done.addEventListener("abort", close, { once: true });
+    const ours = (path: string) =>
+      request.limit <= WATCHED_SLOTS ||
+      path.startsWith(`${dir}/${layout.base}+`) ||
+      path === layout.slotPath(0);
+    const watched = (async () => {
+      try {
+        for await (const event of watcher) {
+          if (event.kind === "modify") continue;
+          if (event.paths.some(ours)) break;
+        }
+      } catch { /* closed */ }
+    })();
+    const timed = hint?.until === undefined
+      ? undefined
+      : sleep(Math.max(0, hint.until - Date.now()) + 5, done);
+    const ended = hint?.groups.length
+      ? (async () => {
+        while (!done.aborted) {
+          for (const group of hint.groups) {
+            if (!(await groupAlive(group))) return;
+          }
+          await sleep(GROUP_POLL_MS, done);
+        }
+      })()
+      : undefined;
+    try {
+      await Promise.race([watched, timed, ended].filter(Boolean));
+    } finally {
+      stop.abort();
+      close();
     }
   }
 
-  async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
-    await Deno.mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const path = this.#pathOf(request.name);
-    const lockFile = await Deno.open(path, {
-      read: true,
-      write: true,
-      create: true,
-      mode: 0o600,
-    });
-    let kept = false;
-    try {
-      // Another holder may have replaced the file between open and lock.
-      if (
-        !(await lockFile.tryLock(true)) || !(await sameFile(path, lockFile))
-      ) return undefined;
-      const previous = await readStamp(lockFile);
-      if (previous && previous.guardUntil > Date.now()) return undefined;
-      const token = BigInt(previous?.fence ?? "0") + 1n;
-      await writeStamp(lockFile, {
-        owner: request.owner,
-        guardUntil: Date.now() + request.guardMs,
-        fence: String(token),
-      });
-      kept = true;
-      this.#open.add(lockFile);
-      return this.#holdings.track(
-        new FileClaim(
-          token,
-          request.name,
-          path,
-          lockFile,
-          request.owner,
-          () => this.#open.delete(lockFile),
-        ),
-        request,
-      );
-    } finally {
-      if (!kept) lockFile.close();
-    }
+  async status(
+    name: string | undefined,
+    _signal: AbortSignal,
+  ): Promise<LockStatus[]> {
+    const dir = await this.#ready();
+    const names = name === undefined ? await lockNames(dir) : [name];
+    const statuses: LockStatus[] = [];
+    for (const each of names) statuses.push(await statusOf(dir, each));
+    return statuses;
+  }
+
+  async forceRelease(name: string, _signal: AbortSignal): Promise<Removal[]> {
+    return forceReleaseOf(await this.#ready(), name);
+  }
+
+  check(_signal: AbortSignal): Promise<CheckResult[]> {
+    return checkDir(this.#dir);
   }
 
   async close(): Promise<void> {
     await this.#holdings.releaseAll();
-    for (const lockFile of this.#open) lockFile.close();
+    for (const claim of this.#open) await claim.release(0).catch(() => {});
     this.#open.clear();
   }
 
@@ -252,11 +262,15 @@ class FileBackend implements Backend {
 }
 
 /**
- * The file backend, for one host: `flock(2)` on `<dir>/<name>.lock`. Without
- * an argument it uses the per-user state directory
- * (`$XDG_STATE_HOME/coolock`, else `~/.local/state/coolock`).
+ * The file backend, for one host: `flock(2)` on `<dir>/<name>.lock` (and
+ * `<name>+<k>.lock` for the slots of a semaphore). Without an argument it
+ * uses the per-user state directory (`$XDG_STATE_HOME/coolock`, else
+ * `~/.local/state/coolock`; for root without a home, `/var/lib/coolock`).
+ * The directory must belong to this user (or root) and not be writable by
+ * others, else taking a lock throws {@linkcode UntrustedPathError}.
  *
- * @param location a `file:///dir` URI, a `URL`, or a directory path
+ * @param location a `file:///dir` URI, a `URL`, or an absolute directory path
+ * @throws {TypeError} when the location is not an absolute directory
  *
  * @example
  * ```ts
@@ -269,5 +283,6 @@ class FileBackend implements Backend {
  * ```
  */
 export function file(location?: string | URL): Backend {
-  return new FileBackend(dirOf(location));
+  const target = fileTarget(location);
+  return new FileBackend(target.dir, target.display);
 }

@@ -488,61 +488,68 @@ export function basics(test: Register, label: string): void {
     assert(result.ms < 15_000, `the failure took ${result.ms.toFixed(0)} ms`);
   });
 
-  test("12. credentials never appear in errors, logs or --print-config", async (f) => {
-    const secret = `S3cr3t-${crypto.randomUUID().slice(0, 8)}`;
-    const uri = f.uriWithSecret(secret);
-    const dir = await tempDir();
-    const printed = await cli(f, ["--print-config", "--backend", uri]);
-    assert(
-      printed.code === 0 && printed.stdout.includes("backend:"),
-      `--print-config works: ${printed.stderr}`,
-    );
-    const runs = [
-      printed,
-      await runCli([
-        "--log-file",
-        `${dir}/log`,
-        "--log-level",
-        "debug",
-        "--backend",
-        uri,
-        "--",
-        "true",
-      ], { env: f.env }),
-      await cli(f, ["--log-level", "debug", "--backend", uri, "--", "true"]),
-      await cli(f, ["--backend", `${uri}&bogus=1`, "--", "true"]),
-    ];
-    const log = await Deno.readTextFile(`${dir}/log`).catch(() => "");
-    for (const text of [...runs.flatMap((r) => [r.stdout, r.stderr]), log]) {
+  test(
+    "12. credentials never appear in errors, logs or --print-config",
+    async (f) => {
+      const secret = `S3cr3t-${crypto.randomUUID().slice(0, 8)}`;
+      const uri = f.uriWithSecret!(secret);
+      const dir = await tempDir();
+      const printed = await cli(f, ["--print-config", "--backend", uri]);
       assert(
-        !text.includes(secret),
-        `the secret leaked into: ${text.replaceAll(secret, "<SECRET>")}`,
+        printed.code === 0 && printed.stdout.includes("backend:"),
+        `--print-config works: ${printed.stderr}`,
       );
-    }
-    let backend: Backend;
-    try {
-      backend = f.open(uri);
-    } catch (error) {
+      const runs = [
+        printed,
+        await runCli([
+          "--log-file",
+          `${dir}/log`,
+          "--log-level",
+          "debug",
+          "--backend",
+          uri,
+          "--",
+          "true",
+        ], { env: f.env }),
+        await cli(f, ["--log-level", "debug", "--backend", uri, "--", "true"]),
+        await cli(f, ["--backend", `${uri}&bogus=1`, "--", "true"]),
+      ];
+      const log = await Deno.readTextFile(`${dir}/log`).catch(() => "");
+      for (const text of [...runs.flatMap((r) => [r.stdout, r.stderr]), log]) {
+        assert(
+          !text.includes(secret),
+          `the secret leaked into: ${text.replaceAll(secret, "<SECRET>")}`,
+        );
+      }
+      let backend: Backend;
+      try {
+        backend = f.open(uri);
+      } catch (error) {
+        assert(
+          !String(error).includes(secret),
+          "a rejected URI's error hides the secret",
+        );
+        return;
+      }
+      await using _ = backend;
       assert(
-        !String(error).includes(secret),
-        "a rejected URI's error hides the secret",
+        !backend.displayUri.includes(secret),
+        "displayUri hides the secret",
       );
-      return;
-    }
-    await using _ = backend;
-    assert(!backend.displayUri.includes(secret), "displayUri hides the secret");
-    const error = await backend.tryAcquire(request(lockName(label, "secret")))
-      .then(
-        (claim) => claim?.release(0),
-        (e: Error) => e,
-      );
-    if (error instanceof Error) {
-      assert(
-        !`${error.message} ${error.stack}`.includes(secret),
-        "errors hide the secret",
-      );
-    }
-  });
+      const error = await backend.tryAcquire(request(lockName(label, "secret")))
+        .then(
+          (claim) => claim?.release(0),
+          (e: Error) => e,
+        );
+      if (error instanceof Error) {
+        assert(
+          !`${error.message} ${error.stack}`.includes(secret),
+          "errors hide the secret",
+        );
+      }
+    },
+    { credentials: true },
+  );
 
   test("13. lock names are only data: quotes, slashes, semicolons, non-ASCII", async (f) => {
     await using a = f.open();

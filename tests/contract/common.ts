@@ -32,6 +32,8 @@ export interface Needs {
   readonly storesLimit?: boolean;
   /** `status`, `forceRelease` and `check`. */
   readonly operate?: boolean;
+  /** The backend takes credentials (a password or token in its URI). */
+  readonly credentials?: boolean;
 }
 
 /** The first need the fixture does not meet, or undefined. */
@@ -54,6 +56,7 @@ export function unmet(
       "operate",
       !!backend.status && !!backend.forceRelease && !!backend.check,
     ],
+    ["credentials", f.uriWithSecret !== undefined],
   ];
   return table.find(([need, has]) => needs[need] && !has)?.[0];
 }

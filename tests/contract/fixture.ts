@@ -42,8 +42,11 @@ export interface ContractFixture {
   readonly uri: string;
   /** The same backend reached through another port on 127.0.0.1 (a proxy). */
   uriAt(port: number): string;
-  /** A URI that carries `secret` as its password (or token). */
-  uriWithSecret(secret: string): string;
+  /**
+   * A URI that carries `secret` as its password (or token); absent for a
+   * backend that takes no credentials (file).
+   */
+  uriWithSecret?(secret: string): string;
   /** A URI of this scheme whose server is down: nothing listens there. */
   readonly unreachableUri: string;
   /** Opens a backend on its own connection(s). */
