@@ -1,5 +1,10 @@
 import { checkLockName, encodeLockName } from "../../src/names.ts";
-import { parseBackendUri, redactUri, secondsParam } from "../../src/uri.ts";
+import {
+  parseBackendUri,
+  redactUri,
+  secondsParam,
+  secretsOf,
+} from "../../src/uri.ts";
 import { openBackend } from "../../backends/mod.ts";
 import { assert, assertEquals, assertThrows } from "../helpers/assert.ts";
 
@@ -38,8 +43,120 @@ Deno.test("uri: redaction covers passwords, tokens and broken URIs", () => {
     redactUri("etcd://root:secret@h1:2379,h2:99999"),
     "etcd://root:***@h1:2379,h2:99999",
   );
-  assertEquals(redactUri("not a uri user:pass@"), "not a uri user:pass@");
+  // A user name with characters a URI can't hold there may be a password
+  // that lost its ':': the whole user info goes.
+  assertEquals(redactUri("not a uri user:pass@"), "***@");
   assertEquals(redactUri("mysql://u@h/db"), "mysql://u@h/db");
+});
+
+Deno.test("uri: the masker hides every part of a secret in malformed URIs", () => {
+  for (
+    const [text, shown] of [
+      ["redis://:pa#ss@h:1", "redis://:***@h:1"],
+      ["redis://app:s3c#ret@db", "redis://app:***@db"],
+      ["postgres://u:s3cr/et@h/db", "postgres://u:***@h/db"],
+      // A "?" before the last "@": a query may hold the "@", so its tail goes.
+      ["mysql://u:a?b@h/db", "mysql://u:***@***"],
+      ["redis://u:p@ss@h", "redis://u:***@h"],
+      [":s3cret@127.0.0.1", ":***@127.0.0.1"],
+      ["user:s3cret@127.0.0.1", "user:***@127.0.0.1"],
+      ["s3c#ret@host", "***@host"],
+      ["file://:s3cret@host/x", "file://:***@host/x"],
+      ["file:/a:s3cret@host/x", "file:***@host/x"],
+      // No '@': a "port" that is not a number may be the password.
+      ["redis://:s3cret", "redis://:***"],
+      ["postgres://u:s3cr/et", "postgres://u:***"],
+      // A '#' cuts a secret short: everything after it goes.
+      ["consul://h?token=ab#cd&dc=x", "consul://h?token=***#***"],
+      ["consul://h?dc=x&acl_token=t0k", "consul://h?dc=x&acl_token=***"],
+      ["consul://h?to%6Ben=t0k", "consul://h?to%6Ben=***"],
+      // The last '@' inside a token: its tail, up to the next '&', goes too.
+      ["consul://h?token=a@b", "consul://***@***"],
+      ["consul://h?dc=a@b&token=t0k", "consul://***@***&token=***"],
+      // A '&' inside a token: what follows without '=' is its tail.
+      ["consul://h?token=t0k&en2&dc=x", "consul://h?token=***&***&dc=x"],
+      ["etcd://r:p@[::1]:2379", "etcd://r:***@[::1]:2379"],
+    ] as const
+  ) {
+    assertEquals(redactUri(text), shown, text);
+  }
+});
+
+Deno.test("uri: secretsOf lists each secret as written and decoded", () => {
+  assertEquals(secretsOf("redis://:p%40ss@db?sentinel_password=x%2By"), [
+    "p%40ss",
+    "p@ss",
+    "x%2By",
+    "x+y",
+  ]);
+  assertEquals(secretsOf("redis://app@db"), []);
+});
+
+Deno.test("uri: characters that must be encoded in user info are refused by position", () => {
+  for (
+    const [text, secret, char, position, encoded] of [
+      ["redis://:pa#ss@h:1", "pa#ss", "#", 12, "%23"],
+      ["postgres://u:s3cr/et@h/db", "s3cr/et", "/", 18, "%2F"],
+      ["mysql://u:a?b@h/db", "a?b", "?", 12, "%3F"],
+      ["redis://u:p@ss@h", "p@ss", "@", 12, "%40"],
+      ["etcd://r:p[1]@h", "p[1]", "[", 11, "%5B"],
+    ] as const
+  ) {
+    const error = assertThrows(() => parseBackendUri(text, 1), TypeError);
+    assert(
+      error.message.includes(`unencoded '${char}' at character ${position}`) &&
+        error.message.includes(`write it as ${encoded}`) &&
+        error.message.includes("in its password"),
+      `${text}: ${error.message}`,
+    );
+    assert(!error.message.includes(secret), error.message);
+  }
+  const control = assertThrows(
+    () => parseBackendUri("redis://:a\tb@h", 1),
+    TypeError,
+  );
+  assert(control.message.includes("control character"), control.message);
+  const user = assertThrows(() => parseBackendUri("redis://a#b@h", 1));
+  assert(user.message.includes("in its user name"), user.message);
+  const tail = assertThrows(() => parseBackendUri("consul://h?token=a&bcd", 1));
+  assert(
+    tail.message.includes("without '=' at character 20") &&
+      !tail.message.includes("bcd"),
+    tail.message,
+  );
+  const fragment = assertThrows(() => parseBackendUri("redis://h/0#x", 1));
+  assert(fragment.message.includes("no fragment"), fragment.message);
+});
+
+Deno.test("uri: spaces, quotes, unicode and ':' in a password are taken as written", () => {
+  for (
+    const password of [`p w`, `"q'`, "pässwörd🔒", "a:b:c", "a+b", "a=b&c"]
+  ) {
+    const uri = parseBackendUri(`redis://u:${password}@db:1/2`, 6379);
+    assertEquals(uri.password, password);
+    assertEquals(uri.username, "u");
+    assertEquals(uri.hosts, [{ host: "db", port: 1 }]);
+    assertEquals(uri.display, "redis://u:***@db:1/2");
+  }
+  const encoded = parseBackendUri("redis://u:%23%3F%2F%40%25@db", 6379);
+  assertEquals(encoded.password, "#?/@%");
+});
+
+Deno.test("uri: query values keep '+' and are percent-decoded", () => {
+  const uri = parseBackendUri(
+    "redis://h?sentinel=m&sentinel_password=a+b%26c",
+    1,
+  );
+  assertEquals(uri.params.get("sentinel_password"), "a+b&c");
+  const error = assertThrows(
+    () => parseBackendUri("redis://h?token=a%zz", 1),
+    TypeError,
+  );
+  assert(
+    /badly percent-encoded query at character 18/.test(error.message),
+    error.message,
+  );
+  assert(!error.message.includes("a%zz"), error.message);
 });
 
 Deno.test("uri: bad ports, hosts and encodings are TypeErrors without the password", () => {
@@ -49,8 +166,11 @@ Deno.test("uri: bad ports, hosts and encodings are TypeErrors without the passwo
       ["redis://u:hunter2@db:abc", /bad port 'abc'/],
       ["redis://u:hunter2@:6379", /empty or bad host/],
       ["redis://u:hunter2@a b:1", /bad host/],
+      // Without user info a bad "port" may be a password: position only.
+      ["redis://db:hunter2", /bad port at character 12/],
+      ["redis://:hunter2", /empty or bad host at character 9/],
       ["redis:/u:hunter2@db", /not of the form/],
-      ["redis://u:%zz@db", /badly percent-encoded password/],
+      ["redis://u:%zz@db", /badly percent-encoded password at character 11/],
     ] as const
   ) {
     const error = assertThrows(() => parseBackendUri(text, 6379), TypeError);
