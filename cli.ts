@@ -1,6 +1,7 @@
 #!/usr/bin/env -S deno run --allow-read --allow-write --allow-env --allow-run --allow-sys --allow-net
 /**
- * The `coolock` command: `coolock [options] [--] command [args...]`.
+ * The `coolock` command: `coolock [options] [--] command [args...]`, and the
+ * operator's `coolock status`, `coolock release --force` and `coolock check`.
  *
  * ```sh
  * coolock --backend redis://db:6379 --lock nightly-backup -- /usr/local/bin/backup.sh
@@ -9,218 +10,194 @@
  * @module
  */
 
-import { Command, CommanderError } from "npm:commander@15.1.0";
 import denoJson from "./deno.json" with { type: "json" };
 import { file } from "./backends/file/mod.ts";
-import { openBackend } from "./backends/mod.ts";
+import { loadBackend } from "./backends/load.ts";
 import type { Backend } from "./src/backend.ts";
-import { KEYS } from "./src/cli/config/keys.ts";
+import { UntrustedPathError } from "./src/errors.ts";
+import { helpText, parseArgs, type ParsedArgs } from "./src/cli/args.ts";
+import { type Key, ROOT_LOG_FILE } from "./src/cli/config/keys.ts";
 import {
   describeOrigin,
   exitCodeFor,
-  type FlagValues,
-  InputError,
   loadSettings,
   type Settings,
 } from "./src/cli/config/load.ts";
 import { printSettings } from "./src/cli/config/print.ts";
-import { EXIT } from "./src/cli/exit_codes.ts";
+import { EXIT, InputError } from "./src/cli/exit_codes.ts";
+import { LimitMismatchError } from "./src/errors.ts";
 import { Logger } from "./src/cli/log.ts";
-import { checkLockName } from "./src/names.ts";
-import { fail, runLocked, safetyMargin } from "./src/cli/run.ts";
+import { fail, runLocked } from "./src/cli/run.ts";
+import { checkOptions, type LockOptions, problemOf } from "./src/options.ts";
+import { secretsOf } from "./src/uri.ts";
 
 /** The version, from deno.json. */
 export const VERSION: string = denoJson.version;
 
-const EXAMPLES = `
-Examples:
-  coolock --backend redis://db:6379 --lock nightly-backup -- /usr/local/bin/backup.sh
-  coolock -b etcd://10.0.0.5:2379 -l report -w 60 -- ./report --full
-  coolock --shell -l mail-run 'mail-run.sh | logger -t mail'
-  coolock --print-config
+const encoder = new TextEncoder();
 
-Settings come from flags, then COOLOCK_<KEY> environment variables, then the
---config file, then ~/.coolock, $HOME/coolock and /etc/coolock (YAML, keys as
-the long flags), then defaults. Without --backend, coolock uses the embedded
-file backend, which coordinates this host only.
-
-Exit codes: the command's own code (128+N when it died by signal N); the
-conflict code (default 0) when the lock was not acquired; 64 usage error;
-69 backend unavailable; 70 internal error; 75 lock lost; 77 a Deno
-permission missing; 78 bad config;
-126 command not executable; 127 command not found.`;
-
-interface Parsed {
-  readonly flags: FlagValues;
-  readonly command: string[];
-  readonly shell: boolean;
-  readonly printConfig: boolean;
-  readonly exitWith?: number;
+function write(text: string): void {
+  Deno.stdout.writeSync(encoder.encode(text));
 }
 
-function parseArgs(argv: readonly string[]): Parsed {
-  const program = new Command("coolock")
-    .usage("[options] [--] command [args...]")
-    .description(
-      "Run a command once across a fleet, under a lock on a coordination backend.",
-    )
-    .argument(
-      "[command...]",
-      "the command and its arguments, run without a shell",
-    )
-    .passThroughOptions()
-    .exitOverride()
-    .configureOutput({
-      writeErr: () => {},
-      writeOut: (text) => Deno.stdout.writeSync(new TextEncoder().encode(text)),
-    })
-    .helpOption("-h, --help", "show this help")
-    .version(VERSION, "-V, --version", "print the version")
-    .addHelpText("after", EXAMPLES);
-  for (const spec of KEYS) {
-    const short = spec.short ? `-${spec.short}, ` : "";
-    const fallback = typeof spec.fallback === "function"
-      ? "hostname"
-      : spec.fallback;
-    program.option(
-      `${short}--${spec.key} <${spec.arg}>`,
-      fallback === undefined
-        ? spec.help
-        : `${spec.help} (default: ${fallback})`,
-    );
-    for (const alias of spec.aliases ?? []) {
-      program.option(`--${alias} <${spec.arg}>`, `same as --${spec.key}`);
-    }
+/** `--version`: coolock's, Deno's, and a compiled binary's build target. */
+function versionText(): string {
+  const { deno, v8, typescript } = Deno.version;
+  const lines = [
+    `coolock ${VERSION}`,
+    `deno ${deno} (v8 ${v8}, typescript ${typescript})`,
+  ];
+  if (Deno.build.standalone) {
+    lines.push(`built for ${Deno.build.target} (standalone binary)`);
   }
-  program
-    .option("-c, --config <path>", "read this YAML config file too")
-    .option("--config-file <path>", "same as --config")
-    .option(
-      "--shell",
-      "run the command, given as one string, through /bin/sh -c",
-    )
-    .option(
-      "--print-config",
-      "print the effective settings and where each came from, then exit",
-    );
-  try {
-    program.parse(argv as string[], { from: "user" });
-  } catch (error) {
-    if (!(error instanceof CommanderError)) throw error;
-    if (
-      error.code === "commander.helpDisplayed" ||
-      error.code === "commander.version"
-    ) {
-      return {
-        flags: { values: new Map() },
-        command: [],
-        shell: false,
-        printConfig: false,
-        exitWith: 0,
-      };
-    }
-    throw new InputError(
-      `${error.message.replace(/^error: /, "")} (see 'coolock --help')`,
-      EXIT.usage,
-    );
-  }
-  const options = program.opts<Record<string, string | boolean | undefined>>();
-  const values = new Map<string, { raw: string; flag: string }>();
-  for (const spec of KEYS) {
-    for (const name of [spec.key, ...(spec.aliases ?? [])]) {
-      const raw = options[camel(name)];
-      if (typeof raw !== "string") continue;
-      const previous = values.get(spec.key);
-      if (previous && previous.flag !== `--${name}`) {
-        throw new InputError(
-          `Options '${previous.flag}' and '--${name}' both set '${spec.key}'`,
-          EXIT.usage,
-        );
-      }
-      values.set(spec.key, { raw, flag: `--${name}` });
-    }
-  }
-  const config = (options.config ?? options.configFile) as string | undefined;
-  const command = [...program.args];
-  if (command[0] === "--") command.shift();
-  return {
-    flags: { values, config },
-    command,
-    shell: options.shell === true,
-    printConfig: options.printConfig === true,
-  };
+  return lines.join("\n") + "\n";
 }
 
-function camel(key: string): string {
-  return key.replace(/-([a-z])/g, (_, letter: string) => letter.toUpperCase());
-}
-
-function commandLine(parsed: Parsed): string[] {
-  if (parsed.command.length === 0) {
+function commandLine(args: ParsedArgs): string[] {
+  if (args.command.length === 0) {
     throw new InputError(
       "No command given: usage is 'coolock [options] [--] command [args...]'",
       EXIT.usage,
     );
   }
-  if (!parsed.shell) return parsed.command;
-  if (parsed.command.length !== 1) {
+  if (!args.switches.has("shell")) return [...args.command];
+  if (args.command.length !== 1) {
     throw new InputError(
-      `Option '--shell' takes the command as one quoted string, not ${parsed.command.length} arguments`,
+      `Option '--shell' takes the command as one quoted string, not ${args.command.length} arguments`,
       EXIT.usage,
     );
   }
-  return ["/bin/sh", "-c", parsed.command[0]];
+  return ["/bin/sh", "-c", args.command[0]];
 }
 
-function backendOf(settings: Settings): Backend {
+/**
+ * The configured backend, opened (nothing connects until it is used). Only
+ * its own family is loaded: see backends/load.ts.
+ */
+async function backendOf(settings: Settings): Promise<Backend> {
   const { value, origin } = settings.backend;
-  if (value === undefined) return file();
   try {
-    return openBackend(String(value));
+    return value === undefined ? file() : await loadBackend(value);
   } catch (error) {
+    if (!(error instanceof TypeError || error instanceof RangeError)) {
+      throw error;
+    }
     throw new InputError(
-      `${describeOrigin("backend", origin)}: ${(error as Error).message}`,
+      `${describeOrigin("backend", origin)}: ${error.message}`,
       exitCodeFor(origin),
     );
   }
 }
 
-function checkNames(settings: Settings): void {
-  for (const key of ["lock", "node"]) {
-    const { value, origin } = settings[key];
-    try {
-      if (key === "lock") checkLockName(value);
-      else if (/\s/.test(String(value))) {
-        throw new TypeError(`Node name '${value}' must not contain spaces`);
-      }
-    } catch (error) {
-      throw new InputError(
-        `${describeOrigin(key, origin)}: ${(error as Error).message}`,
-        exitCodeFor(origin),
-      );
-    }
+/** The library options each setting feeds, to map its errors back. */
+const OPTION_KEYS: Partial<Record<keyof LockOptions, Key>> = {
+  lock: "lock",
+  node: "node",
+  ttl: "ttl",
+  guardTime: "guard-time",
+  waitTimeout: "wait-timeout",
+  killAfter: "kill-after",
+  limit: "limit",
+};
+
+/**
+ * Checks the settings with the library's own rules, which also judge them
+ * against the backend (its shortest and longest TTL): the run would fail
+ * the same way, but only after connecting. A problem is reported against
+ * the flag, variable or file that set the value.
+ */
+function checkSettings(settings: Settings, backend: Backend): void {
+  try {
+    checkOptions({
+      backend,
+      lock: settings.lock.value,
+      node: settings.node.value,
+      ttl: settings.ttl.value,
+      guardTime: settings["guard-time"].value,
+      waitTimeout: settings["wait-timeout"].value,
+      killAfter: settings["kill-after"].value,
+      limit: settings.limit.value,
+    });
+  } catch (error) {
+    const found = problemOf(error);
+    const keys = (found?.options ?? []).flatMap((option) =>
+      OPTION_KEYS[option] ?? []
+    );
+    if (!found || keys.length === 0) throw error;
+    const key = keys.find((key) => settings[key].origin.kind !== "default") ??
+      keys[0];
+    const { origin } = settings[key];
+    const subject = describeOrigin(key, origin);
+    throw new InputError(
+      found.options.length === 1
+        ? `${subject} ${found.problem}`
+        : `${subject}: ${found.problem}`,
+      exitCodeFor(origin),
+    );
   }
 }
 
-function checkTimes(settings: Settings, backend: Backend): void {
-  const ttl = Math.max(
-    Number(settings.ttl.value),
-    backend.capabilities.minTtlMs / 1000,
-  );
-  const killAfter = Number(settings["kill-after"].value);
-  if (safetyMargin(ttl, killAfter) < (ttl * 2) / 3) return;
-  const culprit = settings["kill-after"].origin.kind === "default"
-    ? "ttl"
-    : "kill-after";
-  const room = Math.max(0, (ttl * 2) / 3 - safetyMargin(ttl, 0));
-  throw new InputError(
-    `${
-      describeOrigin(culprit, settings[culprit].origin)
-    }: a kill-after of ${killAfter} s leaves no time to renew a ${ttl} s TTL; keep kill-after below ${
-      room.toFixed(2)
-    } s or raise the TTL`,
-    exitCodeFor(settings[culprit].origin),
-  );
+/** Warnings go to stderr once, before anything else can fail. */
+function warn(warnings: readonly string[]): void {
+  for (const warning of warnings) {
+    try {
+      Deno.stderr.writeSync(encoder.encode(`coolock: warning: ${warning}\n`));
+    } catch { /* stderr is closed */ }
+  }
+}
+
+function makeLogger(settings: Settings, secrets: readonly string[]): Logger {
+  const { value: path, origin } = settings["log-file"];
+  if (origin.kind === "default" && path !== ROOT_LOG_FILE && path !== "-") {
+    // The per-user default lives in the user's state directory, which may
+    // not exist yet; created private, as the file backend's is.
+    try {
+      Deno.mkdirSync(path.slice(0, path.lastIndexOf("/")), {
+        recursive: true,
+        mode: 0o700,
+      });
+    } catch { /* the logger falls back to stderr and says why */ }
+  }
+  return new Logger({
+    file: path === "-" ? undefined : path,
+    level: settings["log-level"].value,
+    format: settings["log-format"].value,
+    maxSize: settings["log-max-size"].value,
+    copies: settings["rotate-log-copies"].value,
+    context: { node: settings.node.value, lock: settings.lock.value },
+    secrets,
+  });
+}
+
+async function subcommand(
+  args: ParsedArgs,
+  settings: Settings,
+  backend: Backend,
+  secrets: readonly string[],
+): Promise<number> {
+  const kind = args.kind as "status" | "release" | "check";
+  const all = args.switches.has("all");
+  const force = args.switches.has("force");
+  const lockGiven = settings.lock.origin.kind !== "default";
+  // --all with a lock from a config file is fine: only --lock and --all
+  // given together contradict each other.
+  if (all && args.flags.has("lock")) {
+    throw new InputError(
+      "Options '--lock' and '--all' can't be used together",
+      EXIT.usage,
+    );
+  }
+  const { runCommand } = await import("./src/cli/commands.ts");
+  return await runCommand(kind, {
+    backend,
+    lock: all ? undefined : settings.lock.value,
+    all,
+    json: args.switches.has("json"),
+    force,
+    lockFromDefault: !lockGiven,
+    guardTime: settings["guard-time"].value,
+    secrets,
+  });
 }
 
 /** Runs the CLI with `argv` and resolves the exit code. */
@@ -228,30 +205,40 @@ export async function main(
   argv: readonly string[] = Deno.args,
 ): Promise<number> {
   let logger: Logger | undefined;
+  let limitOrigin: Settings["limit"]["origin"] | undefined;
   try {
-    const parsed = parseArgs(argv);
-    if (parsed.exitWith !== undefined) return parsed.exitWith;
-    const { settings, files } = await loadSettings(parsed.flags);
-    if (parsed.printConfig) {
-      const fallback = settings.backend.value === undefined
-        ? file().displayUri
-        : "";
-      Deno.stdout.writeSync(
-        new TextEncoder().encode(printSettings(settings, files, fallback)),
-      );
+    const args = parseArgs(argv);
+    if (args.switches.has("help")) {
+      write(helpText());
       return 0;
     }
-    const command = commandLine(parsed);
-    checkNames(settings);
-    await using backend = backendOf(settings);
-    checkTimes(settings, backend);
-    const logFile = String(settings["log-file"].value);
-    logger = new Logger({
-      file: logFile === "-" ? undefined : logFile,
-      level: String(settings["log-level"].value),
-      maxSize: Number(settings["log-max-size"].value),
-      copies: Number(settings["rotate-log-copies"].value),
+    if (args.switches.has("version")) {
+      write(versionText());
+      return 0;
+    }
+    const { settings, files, warnings } = await loadSettings({
+      values: args.flags,
+      config: args.config,
     });
+    warn(warnings);
+    limitOrigin = settings.limit.origin;
+    const secrets = settings.backend.value === undefined
+      ? []
+      : secretsOf(settings.backend.value);
+    await using backend = await backendOf(settings);
+    checkSettings(settings, backend);
+    if (args.switches.has("print-config")) {
+      write(printSettings(settings, files, backend.displayUri));
+      return 0;
+    }
+    if (args.kind !== "run") {
+      return await subcommand(args, settings, backend, secrets);
+    }
+    const command = commandLine(args);
+    logger = makeLogger(settings, secrets);
+    if (!logger.toStderr) {
+      for (const warning of warnings) logger.warning(warning);
+    }
     if (settings.backend.value === undefined) {
       logger.info(
         `No backend configured: using the embedded file backend in '${backend.displayUri}', which coordinates this host only`,
@@ -260,18 +247,22 @@ export async function main(
     logger.debug(
       `Using backend '${backend.displayUri}' as node '${settings.node.value}'`,
     );
-    return await runLocked({
+    // limit and unguarded are read by run.ts once RunPlan has them.
+    const plan = {
       backend,
-      lock: String(settings.lock.value),
-      node: String(settings.node.value),
-      ttl: Number(settings.ttl.value),
-      guardTime: Number(settings["guard-time"].value),
-      waitTimeout: Number(settings["wait-timeout"].value),
-      killAfter: Number(settings["kill-after"].value),
-      conflictExitCode: Number(settings["conflict-exit-code"].value),
+      lock: settings.lock.value,
+      node: settings.node.value,
+      ttl: settings.ttl.value,
+      guardTime: settings["guard-time"].value,
+      waitTimeout: settings["wait-timeout"].value,
+      killAfter: settings["kill-after"].value,
+      limit: settings.limit.value,
+      unguarded: settings.unguarded.value,
+      conflictExitCode: settings["conflict-exit-code"].value,
       command,
       logger,
-    });
+    };
+    return await runLocked(plan);
   } catch (error) {
     const sink = logger ??
       new Logger({ file: undefined, level: "info", maxSize: 0, copies: 0 });
@@ -279,9 +270,20 @@ export async function main(
       fail(sink, error.message);
       return error.exitCode;
     }
+    if (error instanceof LimitMismatchError && limitOrigin) {
+      // Bad input that only the backend could see: every node must use the
+      // same limit for a lock name.
+      fail(sink, `${describeOrigin("limit", limitOrigin)}: ${error.message}`);
+      return exitCodeFor(limitOrigin);
+    }
     if (error instanceof Deno.errors.NotCapable) {
       fail(sink, `A Deno permission is missing: ${error.message}`);
       return EXIT.noPermission;
+    }
+    // A lock directory another user could change: this host's setup.
+    if (error instanceof UntrustedPathError) {
+      fail(sink, error.message);
+      return EXIT.config;
     }
     if (error instanceof TypeError || error instanceof RangeError) {
       fail(sink, error.message);

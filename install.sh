@@ -83,4 +83,6 @@ cp "$tmp/$asset" "$dir/.coolock.$$" 2>/dev/null ||
   fail "Can't write to '$dir': set COOLOCK_INSTALL_DIR or run as root"
 chmod 755 "$dir/.coolock.$$"
 mv -f "$dir/.coolock.$$" "$dir/coolock"
-echo "Installed coolock $("$dir/coolock" --version 2>/dev/null || echo "$version") to '$dir/coolock'"
+# --version's first line is "coolock X.Y.Z".
+installed=$("$dir/coolock" --version 2>/dev/null | { read -r _ number _ && echo "$number"; })
+echo "Installed coolock ${installed:-$version} to '$dir/coolock'"

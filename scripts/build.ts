@@ -19,6 +19,7 @@ import { parseArgs } from "node:util";
 import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import denoJson from "../deno.json" with { type: "json" };
+import { FAMILY_MODULES } from "../backends/load.ts";
 
 /** Deno's compile targets, as `deno compile --target` names them. */
 export const TARGETS: readonly string[] = [
@@ -46,6 +47,20 @@ export const BUILD_EXIT = { failed: 1, usage: 64, noRuntime: 69 } as const;
 /** How long the denort download probe may take before the build gives up. */
 const PROBE_TIMEOUT_MS = 5_000;
 const CLI = new URL("../cli.ts", import.meta.url);
+
+/**
+ * The backend families, which cli.ts imports with specifiers that
+ * `deno compile` can't see (backends/load.ts says why): each is passed to
+ * `--include`, so every family and its npm client are in the binary.
+ */
+export function includedModules(): string[] {
+  const modules = Object.values(FAMILY_MODULES).map(({ module }) =>
+    fileURLToPath(
+      new URL(module, new URL("../backends/load.ts", import.meta.url)),
+    )
+  );
+  return [...new Set(modules)].sort();
+}
 
 /** A failure that ends the build with one line and an exit code. */
 class BuildError extends Error {
@@ -197,6 +212,7 @@ async function compile(target: string, output: string): Promise<void> {
     args: [
       "compile",
       ...PERMISSIONS,
+      ...includedModules().flatMap((module) => ["--include", module]),
       "--target",
       target,
       "--output",
@@ -217,7 +233,9 @@ async function compile(target: string, output: string): Promise<void> {
 async function run(
   argv: string[],
   env: Record<string, string>,
-): Promise<{ code: number; stdout: string; stderr: string }> {
+): Promise<
+  { code: number; stdout: string; stderr: string; lines: string[] }
+> {
   const out = await new Deno.Command(argv[0], {
     args: argv.slice(1),
     env,
@@ -230,12 +248,18 @@ async function run(
     const lines = new TextDecoder().decode(bytes).trim().split("\n");
     return lines.length > 1 ? `${lines[0]} …` : lines[0];
   };
-  return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  return {
+    code: out.code,
+    stdout: text(out.stdout),
+    stderr: text(out.stderr),
+    lines: new TextDecoder().decode(out.stdout).trim().split("\n"),
+  };
 }
 
 /**
- * Runs the binary as a user would: `--version` prints deno.json's version,
- * and a lock on a fresh file backend runs a command. Throws `BuildError` (1).
+ * Runs the binary as a user would: `--version` prints deno.json's version
+ * and, for a compiled binary, the target it was built for; a lock on a fresh
+ * file backend runs a command. Throws `BuildError` (1).
  *
  * @example
  * ```ts ignore
@@ -243,7 +267,10 @@ async function run(
  * await smokeTest("dist/coolock-x86_64-unknown-linux-gnu");
  * ```
  */
-export async function smokeTest(binary: string): Promise<void> {
+export async function smokeTest(
+  binary: string,
+  target?: string,
+): Promise<void> {
   const home = await Deno.makeTempDir({ prefix: "coolock-smoke-" });
   // A fresh HOME and no COOLOCK_* variables: no developer config leaks in.
   const env = Object.fromEntries(
@@ -259,11 +286,16 @@ export async function smokeTest(binary: string): Promise<void> {
     );
   try {
     const version = await run([binary, "--version"], env);
-    if (version.code !== 0 || version.stdout !== denoJson.version) {
+    const expected = `coolock ${denoJson.version}`;
+    if (version.code !== 0 || version.lines[0] !== expected) {
       throw fail(
-        `'--version' printed '${version.stdout}', not '${denoJson.version}'`,
+        `'--version' printed '${version.stdout}', not '${expected}'`,
         version,
       );
+    }
+    const built = `built for ${target} (standalone binary)`;
+    if (target !== undefined && !version.lines.includes(built)) {
+      throw fail(`'--version' does not say '${built}'`, version);
     }
     const marker = "coolock smoke test ran";
     const locked = await run([
@@ -309,7 +341,7 @@ export async function main(args: readonly string[]): Promise<number> {
         continue;
       }
       try {
-        await smokeTest(output);
+        await smokeTest(output, target);
       } catch (error) {
         // A binary that fails its smoke test must not be shipped by mistake.
         await Deno.remove(output);

@@ -1,6 +1,8 @@
 /**
  * The CLI's exit codes, from sysexits.h where one fits. The README's table
  * lists them; the conflict code is a setting (default 0, as in the original).
+ * The subcommands add theirs: `status` 0 free, 1 held; `check` 0 fine, 1 a
+ * check failed; both 69 when the backend cannot be reached.
  *
  * @module
  */
@@ -24,3 +26,14 @@ export const EXIT = {
   /** The command was not found, as in the shell. */
   notFound: 127,
 } as const;
+
+/**
+ * Bad input: one line for stderr, and the exit code for it (64 for the
+ * command line, 78 for a config file or environment variable).
+ */
+export class InputError extends Error {
+  constructor(message: string, readonly exitCode: number) {
+    super(message);
+    this.name = "InputError";
+  }
+}

@@ -8,10 +8,12 @@ import {
   assetName,
   BUILD_EXIT,
   checksumLine,
+  includedModules,
   parseBuildArgs,
   smokeTest,
   TARGETS,
 } from "../../scripts/build.ts";
+import { FAMILY_MODULES, loadBackend } from "../../backends/load.ts";
 import {
   assert,
   assertEquals,
@@ -156,10 +158,18 @@ Deno.test("build: the smoke test passes a real coolock: --version and a file-bac
   // And it does check the command's output: a binary that runs nothing fails.
   await Deno.writeTextFile(
     binary,
-    `#!/bin/sh\n[ "$1" = --version ] && echo ${denoJson.version}\nexit 0\n`,
+    `#!/bin/sh\n[ "$1" = --version ] && echo coolock ${denoJson.version}\nexit 0\n`,
   );
   const error = await assertRejects(() => smokeTest(binary));
   assertMatch(error.message, /the locked command printed ''/);
+  // A compiled binary must say what it was built for.
+  const built = await assertRejects(() =>
+    smokeTest(binary, "x86_64-unknown-linux-gnu")
+  );
+  assertMatch(
+    built.message,
+    /'--version' does not say 'built for x86_64-unknown-linux-gnu \(standalone binary\)'/,
+  );
   await Deno.remove(dir, { recursive: true });
 });
 
@@ -236,30 +246,107 @@ Deno.test("build: the .sha256 file is what sha256sum -c accepts, and it refuses 
   await Deno.remove(dir, { recursive: true });
 });
 
-Deno.test("build: every npm client the backends load is in cli.ts's module graph, which deno compile embeds", async () => {
+/** The modules of `deno info --json` for `entry`, with their dependencies. */
+async function graphOf(entry: string) {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", CLI],
+    args: ["info", "--json", entry],
     stdout: "piped",
     stderr: "null",
   }).output();
-  const graph = JSON.parse(decoder.decode(out.stdout)) as {
-    modules: { dependencies?: { specifier: string; code?: unknown }[] }[];
+  return JSON.parse(decoder.decode(out.stdout)) as {
+    modules: {
+      specifier: string;
+      dependencies?: { specifier: string; code?: { specifier: string } }[];
+    }[];
   };
-  const loaded = new Set(
-    graph.modules.flatMap((m) => m.dependencies ?? [])
-      .filter((d) => d.code !== undefined).map((d) => d.specifier),
-  );
-  const backends = new URL("../../backends/", import.meta.url);
-  let clients = 0;
-  for (const entry of Deno.readDirSync(backends)) {
-    const source = await Deno.readTextFile(new URL(entry.name, backends));
-    for (const [, specifier] of source.matchAll(/import\("(npm:[^"]+)"\)/g)) {
-      clients++;
-      assert(
-        loaded.has(specifier),
-        `'${specifier}' of '${entry.name}' is embedded`,
-      );
+}
+
+async function* sources(dir: URL): AsyncGenerator<[string, string]> {
+  for await (const entry of Deno.readDir(dir)) {
+    const url = new URL(entry.name + (entry.isDirectory ? "/" : ""), dir);
+    if (entry.isDirectory) yield* sources(url);
+    else if (entry.name.endsWith(".ts")) {
+      yield [url.pathname, await Deno.readTextFile(url)];
     }
   }
-  assert(clients >= 4, `found the backends' npm clients (${clients})`);
+}
+
+Deno.test("build: every npm client the backends load is embedded: in cli.ts's graph or a module passed to --include", async () => {
+  const loaded = new Set<string>();
+  for (const entry of [CLI, ...includedModules()]) {
+    for (const module of (await graphOf(entry)).modules) {
+      for (const dependency of module.dependencies ?? []) {
+        if (dependency.code) loaded.add(dependency.specifier);
+      }
+    }
+  }
+  let clients = 0;
+  for await (
+    const [path, source] of sources(new URL("../../backends/", import.meta.url))
+  ) {
+    for (const [, specifier] of source.matchAll(/import\(\s*"(npm:[^"]+)"/g)) {
+      clients++;
+      assert(loaded.has(specifier), `'${specifier}' of '${path}' is embedded`);
+    }
+  }
+  assert(clients >= 6, `found the backends' npm clients (${clients})`);
+});
+
+Deno.test("build: cli.ts's start-up graph holds no backend client and no node: module", async () => {
+  // Deno resolves every literal import() of the graph at start-up, npm
+  // packages included: that is what backends/load.ts avoids.
+  const found = new Set<string>();
+  for (const module of (await graphOf(CLI)).modules) {
+    for (const dependency of module.dependencies ?? []) {
+      const target = dependency.code?.specifier ?? "";
+      if (/^(npm|node):/.test(target)) {
+        found.add(target.replace(/@[^@/]+$/, ""));
+      }
+    }
+  }
+  // yaml is loaded only for a config file the small reader can't read.
+  assertEquals([...found], ["npm:yaml"]);
+});
+
+Deno.test("build: backends/load.ts opens the same backend as backends/mod.ts for every scheme, and --include has each family", async () => {
+  const { openBackend, SCHEMES } = await import("../../backends/mod.ts");
+  assertEquals(Object.keys(FAMILY_MODULES).sort(), [...SCHEMES].sort());
+  const samples: Record<string, string> = { file: "file:///tmp/coolock-same" };
+  for (const scheme of SCHEMES) {
+    const uri = samples[scheme] ?? `${scheme}://127.0.0.1:1/`;
+    let eager: unknown;
+    let lazy: unknown;
+    try {
+      eager = Object.getPrototypeOf(openBackend(uri));
+    } catch (error) {
+      eager = (error as Error).message;
+    }
+    try {
+      lazy = Object.getPrototypeOf(await loadBackend(uri));
+    } catch (error) {
+      lazy = (error as Error).message;
+    }
+    assert(eager === lazy, `${scheme}: the same backend class or error`);
+  }
+  for (const uri of ["gopher://x", "no scheme", "db:6379"]) {
+    let eager = "";
+    let lazy = "";
+    try {
+      openBackend(uri);
+    } catch (error) {
+      eager = (error as Error).message;
+    }
+    try {
+      await loadBackend(uri);
+    } catch (error) {
+      lazy = (error as Error).message;
+    }
+    assertEquals(lazy, eager, uri);
+  }
+  const modules = includedModules();
+  for (const { module } of Object.values(FAMILY_MODULES)) {
+    const path = new URL(module, new URL("../../backends/", import.meta.url))
+      .pathname;
+    assert(modules.includes(path), `--include ${path}`);
+  }
 });

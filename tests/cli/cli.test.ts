@@ -13,11 +13,12 @@ import {
 } from "../helpers/cli.ts";
 import { assert, assertEquals, assertMatch } from "../helpers/assert.ts";
 import { exists } from "../helpers/fs.ts";
+import denoJson from "../../deno.json" with { type: "json" };
 
 const dir = await Deno.makeTempDir({ prefix: "coolock-cli-" });
 let count = 0;
 /** Common flags: a fresh lock on a private file backend, logging to a file. */
-function base(guardTime = 0): string[] {
+function base(guardTime = 0, log = `${dir}/coolock.log`): string[] {
   return [
     "--backend",
     `file://${dir}/locks`,
@@ -26,7 +27,7 @@ function base(guardTime = 0): string[] {
     "--guard-time",
     String(guardTime),
     "--log-file",
-    `${dir}/coolock.log`,
+    log,
   ];
 }
 
@@ -312,9 +313,7 @@ Deno.test("cli: a lost lock ends the command and exits 75", async () => {
 Deno.test("cli: the log has the original's line format and rotates", async () => {
   const log = `${dir}/rotating.log`;
   const args = [
-    ...base(),
-    "--log-file",
-    log,
+    ...base(0, log),
     "--log-max-size",
     "400",
     "--rotate-log-copies",
@@ -343,9 +342,7 @@ Deno.test("cli: the log has the original's line format and rotates", async () =>
 
 Deno.test("cli: a log file that can't be opened means stderr, with one warning", async () => {
   const result = await runCli([
-    ...base(),
-    "--log-file",
-    "/nonexistent/dir/coolock.log",
+    ...base(0, "/nonexistent/dir/coolock.log"),
     "--",
     "echo",
     "ok",
@@ -374,13 +371,217 @@ Deno.test("cli: --print-config shows each setting's source; --version and --help
   assertMatch(printed.stdout, /^ttl: 9 +# from --ttl$/m);
   assertMatch(printed.stdout, /^node: envnode +# from COOLOCK_NODE$/m);
   const version = await runCli(["--version"]);
-  assertMatch(version.stdout, /^\d+\.\d+\.\d+\n$/);
+  assertEquals(version.code, 0);
+  // From source, no build target: only a compiled binary has one.
+  assertEquals(
+    version.stdout,
+    `coolock ${denoJson.version}\ndeno ${Deno.version.deno} (v8 ${Deno.version.v8}, typescript ${Deno.version.typescript})\n`,
+  );
   const help = await runCli(["--help"]);
+  assertEquals(help.code, 0);
   assert(
     help.stdout.includes("Examples:") &&
-      help.stdout.includes("--coordination-backend"),
+      help.stdout.includes("--coordination-backend") &&
+      help.stdout.includes("coolock -- status"),
     help.stdout,
   );
+});
+
+Deno.test("cli: a command named like a subcommand runs after --, or after any option", async () => {
+  const bin = await Deno.makeTempDir({ prefix: "coolock-bin-" });
+  for (const name of ["status", "release", "check"]) {
+    await Deno.writeTextFile(
+      `${bin}/${name}`,
+      `#!/bin/sh\necho "the $0 command ran: $*"\n`,
+      { mode: 0o755 },
+    );
+  }
+  const env = { PATH: `${bin}:${Deno.env.get("PATH")}` };
+  for (const name of ["status", "release", "check"]) {
+    const dashed = await runCli(["--", name, "--all"], {
+      env: {
+        ...env,
+        COOLOCK_BACKEND: `file://${dir}/locks`,
+        COOLOCK_GUARD_TIME: "0",
+        COOLOCK_LOG_FILE: `${dir}/coolock.log`,
+      },
+    });
+    assertEquals(dashed.code, 0, dashed.stderr);
+    assertEquals(dashed.stdout, `the ${bin}/${name} command ran: --all\n`);
+    // The seed's style: options, then the command, no `--`.
+    const seed = await runCli([...base(), name, "x"], { env });
+    assertEquals(seed.code, 0, seed.stderr);
+    assertEquals(seed.stdout, `the ${bin}/${name} command ran: x\n`);
+  }
+  await Deno.remove(bin, { recursive: true });
+});
+
+Deno.test("cli: a user's default log is quiet and in its state directory, never relative to the cwd", async () => {
+  // As nobody, as a user's crontab would run it: no /var/log/coolock.log
+  // noise on stderr, the log in ~/.local/state/coolock/, and a relative
+  // XDG_STATE_HOME ignored.
+  const home = await Deno.makeTempDir({ prefix: "coolock-user-" });
+  const cwd = await Deno.makeTempDir({ prefix: "coolock-cwd-" });
+  const denoDir = await Deno.makeTempDir({ prefix: "coolock-user-deno-" });
+  for (const path of [home, cwd, denoDir]) await Deno.chown(path, 65534, 65534);
+  const out = await new Deno.Command("setpriv", {
+    args: [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      Deno.execPath(),
+      "run",
+      "--allow-all",
+      "--quiet",
+      "--no-lock",
+      new URL("../../cli.ts", import.meta.url).pathname,
+      ...["--backend", `file://${home}/locks`, "--guard-time", "0"],
+      ...["--", "sh", "-c", "echo ran as $(id -u)"],
+    ],
+    cwd,
+    env: cleanEnv({ HOME: home, XDG_STATE_HOME: "state", DENO_DIR: denoDir }),
+    clearEnv: true,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const decoder = new TextDecoder();
+  try {
+    assertEquals(out.code, 0, decoder.decode(out.stderr));
+    assertEquals(decoder.decode(out.stdout), "ran as 65534\n");
+    assertEquals(decoder.decode(out.stderr), "", "nothing for cron to mail");
+    const log = await read(`${home}/.local/state/coolock/coolock.log`);
+    assertMatch(log, /INFO - Lock 'coolock' acquired/);
+    assertEquals([...Deno.readDirSync(cwd)], [], "nothing in the cwd");
+  } finally {
+    for (const path of [home, cwd, denoDir]) {
+      await Deno.remove(path, { recursive: true });
+    }
+  }
+});
+
+Deno.test("cli: an unknown COOLOCK_* variable is one warning, and the run goes on", async () => {
+  const result = await runCli([...base(), "--", "echo", "ok"], {
+    env: { COOLOCK_GAURD_TIME: "5", COOLOCK_SLOT: "2" },
+  });
+  assertEquals(result.code, 0);
+  assertEquals(result.stdout, "ok\n");
+  assertEquals(
+    result.stderr,
+    "coolock: warning: Environment variable 'COOLOCK_GAURD_TIME' is not a coolock setting and is ignored: did you mean 'COOLOCK_GUARD_TIME'?\n",
+  );
+});
+
+Deno.test("cli: a readable config file with a password is warned about once, on stderr and in the log", async () => {
+  const config = `${dir}/secret.yaml`;
+  const log = `${dir}/secret.log`;
+  await Deno.writeTextFile(
+    config,
+    `backend: redis://:pa%23ss@127.0.0.1:1\nlog-file: ${log}\nlock: secret\n`,
+  );
+  await Deno.chmod(config, 0o644);
+  const printed = await runCli(["--config", config, "--print-config"]);
+  assertEquals(printed.code, 0, printed.stderr);
+  const warning =
+    /^coolock: warning: Config file '.*secret\.yaml' holds a password or token and can be read by other users \(mode 0644\)/;
+  assertMatch(printed.stderr, warning);
+  assertEquals(printed.stderr.trimEnd().split("\n").length, 1);
+  // A run: the warning on stderr once, and in the log (the backend is not
+  // there, so the run itself ends with 69).
+  const run = await runCli(["--config", config, "--", "true"]);
+  assertEquals(run.code, 69, run.stderr);
+  assertMatch(run.stderr, warning);
+  assertEquals(
+    run.stderr.split("\n").filter((line) => line.includes("warning")).length,
+    1,
+  );
+  assertMatch(
+    await read(log),
+    /WARNING - Config file '.*secret\.yaml' holds a password/,
+  );
+  for (
+    const text of [printed.stderr, printed.stdout, run.stderr, await read(log)]
+  ) {
+    assert(!text.includes("pa%23ss") && !text.includes("pa#ss"), text);
+  }
+  await Deno.chmod(config, 0o600);
+  const closed = await runCli(["--config", config, "--print-config"]);
+  assertEquals(closed.stderr, "");
+});
+
+Deno.test("cli: a config file in the Python coolock's syntax drives a run", async () => {
+  const config = `${dir}/seed.conf`;
+  await Deno.writeTextFile(
+    config,
+    [
+      "# the Python coolock's /etc/coolock",
+      `coordination-backend = file://${dir}/locks   # this host only`,
+      "lock = 0777",
+      "guard-time 0",
+      `--log-file ${dir}/seed.log`,
+      "",
+    ].join("\n"),
+  );
+  const result = await runCli([
+    "-c",
+    config,
+    "--shell",
+    'echo "$COOLOCK_LOCK"',
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  assertEquals(result.stdout, "0777\n");
+  assertMatch(await read(`${dir}/seed.log`), /Lock '0777' acquired/);
+});
+
+Deno.test("cli: YAML keeps a lock name that looks like a number, as the flag does", async () => {
+  const config = `${dir}/octal.yaml`;
+  await Deno.writeTextFile(
+    config,
+    `backend: file://${dir}/locks\nlock: 0777\nnode: 0x1F\nguard-time: 0\n`,
+  );
+  const fromFile = await runCli(
+    ["-c", config, "--shell", 'echo "$COOLOCK_LOCK $COOLOCK_NODE"'],
+  );
+  assertEquals(fromFile.stdout, "0777 0x1F\n", fromFile.stderr);
+});
+
+Deno.test("cli: a guard time of 600h is valid: the run works, and holds the lock", async () => {
+  const lock = `long-guard-${count++}`;
+  const common = [
+    "--backend",
+    `file://${dir}/locks`,
+    "--lock",
+    lock,
+    "--log-file",
+    `${dir}/coolock.log`,
+  ];
+  const first = await runCli([...common, "-g", "600h", "--", "echo", "ran"]);
+  assertEquals([first.code, first.stdout], [0, "ran\n"], first.stderr);
+  const second = await runCli([...common, "--", "echo", "ran again"]);
+  assertEquals([second.code, second.stdout], [0, ""], "held by guard time");
+});
+
+Deno.test("cli: --log-format json writes one JSON object per line", async () => {
+  const result = await runCli([
+    "--backend",
+    `file://${dir}/locks`,
+    "--lock",
+    `json-${count++}`,
+    "-g",
+    "0",
+    "-f",
+    "-",
+    "--log-format",
+    "json",
+    "--",
+    "true",
+  ]);
+  assertEquals(result.code, 0, result.stderr);
+  const lines = result.stderr.trimEnd().split("\n");
+  assert(lines.length >= 2, result.stderr);
+  for (const line of lines) {
+    const entry = JSON.parse(line);
+    assertEquals(typeof entry, "object", line);
+  }
 });
 
 Deno.test("cli: without a backend, the embedded file backend is used and said so", async () => {
@@ -418,4 +619,37 @@ Deno.test("cli: a config file drives a run", async () => {
     (await read(`${dir}/c.log`)).includes("Lock 'from-config' acquired"),
     "logged to the configured file",
   );
+});
+
+Deno.test("cli: a limit that differs from the stored one is bad input: 64 from a flag, 78 from the environment", async () => {
+  const common = [
+    "--backend",
+    `file://${dir}/locks`,
+    "--lock",
+    `limit-${count++}`,
+    "--log-file",
+    `${dir}/coolock.log`,
+  ];
+  const first = await runCli([
+    ...common,
+    "--limit",
+    "2",
+    "-g",
+    "60",
+    "--",
+    "true",
+  ]);
+  assertEquals(first.code, 0, first.stderr);
+  const flag = await runCli([...common, "--limit", "3", "--", "echo", "no"]);
+  assertEquals(flag.code, 64, flag.stderr);
+  assertMatch(
+    flag.stderr,
+    /^coolock: Option '--limit': Lock '.*' is used with limit 2, not 3: every node must use the same limit\n$/,
+  );
+  const env = await runCli([...common, "--", "echo", "no"], {
+    env: { COOLOCK_LIMIT: "3" },
+  });
+  assertEquals(env.code, 78, env.stderr);
+  assertMatch(env.stderr, /^coolock: Environment variable 'COOLOCK_LIMIT': /);
+  assertEquals(flag.stdout + env.stdout, "", "the command never ran");
 });

@@ -2,19 +2,37 @@
  * Where each setting comes from. Precedence, highest first: flags, then
  * `COOLOCK_<KEY>` environment variables, then the `--config` file, then
  * `~/.coolock`, then `$HOME/coolock`, then `/etc/coolock`, then defaults.
+ * Every value is checked, also one that a higher source overrides.
+ *
+ * A setting given twice at one level is an error, never a silent choice:
+ * `-l a -l b` (the parser), `COOLOCK_BACKEND` with
+ * `COOLOCK_COORDINATION_BACKEND`, a key and its alias in one file. Unknown
+ * keys in a file are an error; unknown `COOLOCK_*` variables are a warning,
+ * since the environment is shared with everything else.
  *
  * @module
  */
 
 import {
+  closest,
+  CONFIG_ENV,
   envName,
   findKey,
+  type Key,
+  KEY_NAMES,
   KEYS,
-  type KeySpec,
-  type Value,
+  OTHER_ENV,
+  quoted,
   ValueError,
+  type Values,
 } from "./keys.ts";
-import { EXIT } from "../exit_codes.ts";
+import { EXIT, InputError } from "../exit_codes.ts";
+import type { FlagValue } from "../args.ts";
+import { type ConfigFile, ConfigFileProblem, readConfigFile } from "./files.ts";
+import { type Entry, parseConfig, SyntaxProblem } from "./syntax.ts";
+import { secretsOf } from "../../uri.ts";
+
+export { InputError };
 
 /** Where a setting's value came from. */
 export interface Origin {
@@ -24,21 +42,13 @@ export interface Origin {
 }
 
 /** One effective setting. */
-export interface Setting {
-  readonly value: Value | undefined;
+export interface Setting<T> {
+  readonly value: T;
   readonly origin: Origin;
 }
 
-/** The effective settings, by key. */
-export type Settings = Readonly<Record<string, Setting>>;
-
-/** Bad input: one line for stderr, and the exit code for it. */
-export class InputError extends Error {
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-    this.name = "InputError";
-  }
-}
+/** The effective settings, by key, typed by the key table. */
+export type Settings = { readonly [K in Key]: Setting<Values[K]> };
 
 /** The exit code for a bad value from this origin: 64 for flags, 78 otherwise. */
 export function exitCodeFor(origin: Origin): number {
@@ -59,135 +69,82 @@ export function describeOrigin(key: string, origin: Origin): string {
   }
 }
 
-/** What the command line gave: raw flag values by key, and the flag as written. */
+/** What the command line gave: settings by key, and the `--config` file. */
 export interface FlagValues {
-  readonly values: ReadonlyMap<
-    string,
-    { readonly raw: string; readonly flag: string }
-  >;
-  readonly config?: string;
+  readonly values: ReadonlyMap<Key, FlagValue>;
+  readonly config?: FlagValue;
 }
 
 /** What loading reads from the outside world; tests pass their own. */
 export interface Environment {
   get(name: string): string | undefined;
+  /** Every variable's name, for the unknown-variable warning; `[]` when not allowed. */
+  names(): string[];
   readonly home: string | undefined;
-  readFile(path: string): Promise<string | undefined>;
+  /** A config file, or `undefined` when there is none at `path`. */
+  readConfig(path: string, explicit: boolean): Promise<ConfigFile | undefined>;
 }
 
 /** The process's real environment and files. */
 export const processEnvironment: Environment = {
-  get: (name) => Deno.env.get(name),
+  get(name) {
+    try {
+      return Deno.env.get(name);
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      // Deno refuses a value that is not UTF-8, rather than change it.
+      throw new InputError(
+        `Environment variable '${name}' must be valid UTF-8`,
+        EXIT.config,
+      );
+    }
+  },
+  names() {
+    try {
+      return Object.keys(Deno.env.toObject());
+    } catch {
+      return []; // --allow-env for some variables only
+    }
+  },
   get home() {
     return Deno.env.get("HOME");
   },
-  async readFile(path) {
-    try {
-      return await Deno.readTextFile(path);
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) return undefined;
-      throw error;
-    }
-  },
+  readConfig: readConfigFile,
 };
 
-function parseWith(spec: KeySpec, raw: unknown, origin: Origin): Value {
-  try {
-    return spec.parse(raw);
-  } catch (error) {
-    if (!(error instanceof ValueError)) throw error;
-    throw new InputError(
-      `${describeOrigin(spec.key, origin)} ${error.message}`,
+/** The settings, which files were read, and warnings for stderr and the log. */
+export interface Loaded {
+  readonly settings: Settings;
+  readonly files: readonly string[];
+  readonly warnings: readonly string[];
+}
+
+function parseWith<K extends Key>(
+  key: K,
+  raw: string | { composite: string },
+  origin: Origin,
+): Values[K] {
+  const fail = (problem: string) =>
+    new InputError(
+      `${describeOrigin(key, origin)} ${problem}`,
       exitCodeFor(origin),
     );
+  if (typeof raw !== "string") {
+    throw fail(`must be a plain value, not a ${raw.composite}`);
   }
-}
-
-function closest(key: string): string | undefined {
-  const distance = (a: string, b: string): number => {
-    const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-    for (let i = 1; i <= a.length; i++) {
-      let previous = row[0];
-      row[0] = i;
-      for (let j = 1; j <= b.length; j++) {
-        const current = row[j];
-        row[j] = Math.min(
-          row[j] + 1,
-          row[j - 1] + 1,
-          previous + (a[i - 1] === b[j - 1] ? 0 : 1),
-        );
-        previous = current;
-      }
-    }
-    return row[b.length];
-  };
-  const names = KEYS.flatMap((spec) => [spec.key, ...(spec.aliases ?? [])]);
-  const normalized = key.toLowerCase().replaceAll("_", "-");
-  const best = names.map((name) => [name, distance(normalized, name)] as const)
-    .sort((a, b) => a[1] - b[1])[0];
-  return best && best[1] <= 3 ? best[0] : undefined;
-}
-
-async function readConfigFile(
-  path: string,
-  explicit: boolean,
-  env: Environment,
-): Promise<Map<string, unknown> | undefined> {
-  let text: string | undefined;
+  // Deno decodes argv and the environment lossily: invalid UTF-8 arrives as
+  // U+FFFD, and a name made of it would not be the name the user typed.
+  if (origin.kind !== "file" && raw.includes("\uFFFD")) {
+    throw fail(
+      "must be valid UTF-8 (it holds U+FFFD, the replacement character, which is what invalid bytes become)",
+    );
+  }
   try {
-    text = await env.readFile(path);
+    return KEYS[key].parse(raw) as Values[K];
   } catch (error) {
-    const why = error instanceof Deno.errors.IsADirectory
-      ? "it is a directory, not a YAML file"
-      : (error as Error).message;
-    throw new InputError(
-      `Config file '${path}' can't be read: ${why}`,
-      EXIT.config,
-    );
+    if (!(error instanceof ValueError)) throw error;
+    throw fail(error.message);
   }
-  if (text === undefined) {
-    if (!explicit) return undefined;
-    throw new InputError(`Config file '${path}' does not exist`, EXIT.config);
-  }
-  const { parse } = await import("npm:yaml@2.9.1");
-  let document: unknown;
-  try {
-    document = parse(text, { prettyErrors: false });
-  } catch (error) {
-    const first = (error as Error).message.split("\n")[0];
-    throw new InputError(
-      `Config file '${path}' is not valid YAML: ${first}`,
-      EXIT.config,
-    );
-  }
-  if (document === null || document === undefined) return new Map();
-  if (typeof document !== "object" || Array.isArray(document)) {
-    throw new InputError(
-      `Config file '${path}' must be a mapping of keys to values, such as 'lock: nightly-backup'`,
-      EXIT.config,
-    );
-  }
-  const entries = new Map<string, unknown>();
-  for (const [key, raw] of Object.entries(document)) {
-    const spec = findKey(key);
-    if (!spec) {
-      const hint = closest(key);
-      throw new InputError(
-        `Unknown key '${key}' in config file '${path}'${
-          hint ? `: did you mean '${hint}'?` : ""
-        }`,
-        EXIT.config,
-      );
-    }
-    if (entries.has(spec.key)) {
-      throw new InputError(
-        `Config file '${path}' sets '${spec.key}' twice (as '${key}' and an alias)`,
-        EXIT.config,
-      );
-    }
-    entries.set(spec.key, raw);
-  }
-  return entries;
 }
 
 /** The config files, lowest precedence first. */
@@ -201,6 +158,134 @@ export function configFiles(
   return files;
 }
 
+/** Reads one config file into raw values by key; `undefined` when absent. */
+async function readLayer(
+  path: string,
+  explicit: boolean,
+  env: Environment,
+  warnings: string[],
+): Promise<Map<Key, string | { composite: string }> | undefined> {
+  let file: ConfigFile | undefined;
+  let entries: readonly Entry[];
+  try {
+    file = await env.readConfig(path, explicit);
+    if (file === undefined) {
+      if (!explicit) return undefined;
+      throw new ConfigFileProblem("does not exist");
+    }
+    entries = (await parseConfig(file.text)).entries;
+  } catch (error) {
+    if (error instanceof ConfigFileProblem) {
+      throw new InputError(
+        `Config file '${path}' ${error.message}`,
+        EXIT.config,
+      );
+    }
+    if (error instanceof SyntaxProblem) {
+      throw new InputError(
+        `Config file '${path}' ${
+          error.line === undefined ? "" : `line ${error.line} `
+        }${error.problem}`,
+        EXIT.config,
+      );
+    }
+    throw error;
+  }
+  const values = new Map<Key, string | { composite: string }>();
+  const names = KEY_NAMES.flatMap((key) => [key, ...KEYS[key].aliases]);
+  const unknown = entries.filter((entry) => findKey(entry.key) === undefined);
+  if (unknown.length > 0) {
+    // A file full of unknown keys is not a config file (`-c /etc/shadow`):
+    // its keys are its contents, and are not repeated. Only a likely typo
+    // of a real key is named.
+    const hints = unknown.map((entry) => closest(entry.key, names));
+    const at = (entry: Entry) =>
+      entry.line === undefined ? "" : ` (line ${entry.line})`;
+    if (hints.every((hint) => hint !== undefined)) {
+      throw new InputError(
+        `Unknown key ${quoted(unknown[0].key)} in config file '${path}'${
+          at(unknown[0])
+        }: did you mean '${hints[0]}'?`,
+        EXIT.config,
+      );
+    }
+    throw new InputError(
+      `Config file '${path}'${
+        at(unknown[hints.findIndex((hint) => hint === undefined)])
+      } has a key that is not a coolock setting (the settings are ${
+        KEY_NAMES.join(", ")
+      })`,
+      EXIT.config,
+    );
+  }
+  const seen = new Map<Key, string>();
+  for (const entry of entries) {
+    const key = findKey(entry.key)!;
+    const previous = seen.get(key);
+    if (previous !== undefined) {
+      throw new InputError(
+        previous === entry.key
+          ? `Config file '${path}' sets '${key}' twice`
+          : `Config file '${path}' sets '${key}' twice (as '${previous}' and '${entry.key}')`,
+        EXIT.config,
+      );
+    }
+    seen.set(key, entry.key);
+    values.set(key, entry.value);
+  }
+  const backend = values.get("backend");
+  if (
+    typeof backend === "string" && secretsOf(backend).length > 0 &&
+    file.mode !== null && (file.mode & 0o044) !== 0
+  ) {
+    warnings.push(
+      `Config file '${path}' holds a password or token and can be read by other users (mode ${
+        (file.mode & 0o777).toString(8).padStart(4, "0")
+      }): chmod 600 it, or move the secret to COOLOCK_BACKEND`,
+    );
+  }
+  return values;
+}
+
+/** The variable of `names` that is set (non-empty), or an error for two. */
+function oneOf(
+  names: readonly string[],
+  key: string,
+  env: Environment,
+): { name: string; raw: string } | undefined {
+  const set = names.filter((name) => (env.get(name) ?? "") !== "");
+  if (set.length > 1) {
+    throw new InputError(
+      `Environment variables '${set[0]}' and '${
+        set[1]
+      }' both set '${key}': unset one`,
+      EXIT.config,
+    );
+  }
+  return set.length === 0 ? undefined : { name: set[0], raw: env.get(set[0])! };
+}
+
+function unknownVariables(env: Environment): string[] {
+  const known = new Set([
+    ...KEY_NAMES.flatMap((key) => [key, ...KEYS[key].aliases].map(envName)),
+    ...CONFIG_ENV,
+    ...OTHER_ENV,
+  ]);
+  return env.names()
+    .filter((name) =>
+      name.startsWith("COOLOCK_") && !name.startsWith("COOLOCK_TEST_") &&
+      !known.has(name)
+    )
+    .sort()
+    .map((name) => {
+      const suffix = (variable: string) => variable.slice("COOLOCK_".length);
+      const hint = closest(suffix(name), [...known].map(suffix));
+      return `Environment variable '${name}' is not a coolock setting and is ignored${
+        hint ? `: did you mean 'COOLOCK_${hint}'?` : ""
+      }`;
+    });
+}
+
 /**
  * The effective settings from every source, each value checked. Throws
  * `InputError` (exit 64 for flags, 78 for env and files) on the first bad
@@ -209,14 +294,23 @@ export function configFiles(
 export async function loadSettings(
   flags: FlagValues,
   env: Environment = processEnvironment,
-): Promise<{ settings: Settings; files: string[] }> {
-  const layers: Array<{ origin: Origin; values: Map<string, unknown> }> = [];
-  const configFlag = flags.config;
-  const configEnv = env.get("COOLOCK_CONFIG") || undefined;
-  const explicit = configFlag ?? configEnv;
+): Promise<Loaded> {
+  const warnings: string[] = [];
+  const layers: Array<{
+    origin: Origin;
+    values: Map<Key, string | { composite: string }>;
+  }> = [];
+  const configEnv = oneOf(CONFIG_ENV, "config", env);
+  const explicit = flags.config?.raw ?? configEnv?.raw;
+  if (explicit === "") {
+    throw new InputError(
+      `Option '${flags.config!.flag}' must not be empty`,
+      EXIT.usage,
+    );
+  }
   const files: string[] = [];
   for (const path of configFiles(env.home, explicit)) {
-    const values = await readConfigFile(path, path === explicit, env);
+    const values = await readLayer(path, path === explicit, env, warnings);
     if (values) {
       files.push(path);
       layers.push({ origin: { kind: "file", where: path }, values });
@@ -225,41 +319,42 @@ export async function loadSettings(
   // Inside a coolock job, COOLOCK_LOCK and COOLOCK_NODE describe the outer
   // lock; reading them as settings would make a nested coolock fight it.
   const nested = env.get("COOLOCK_FENCING_TOKEN") !== undefined;
-  for (const spec of KEYS) {
-    if (nested && (spec.key === "lock" || spec.key === "node")) continue;
-    for (const key of [spec.key, ...(spec.aliases ?? [])]) {
-      const name = envName(key);
-      const raw = env.get(name);
-      if (raw !== undefined && raw !== "") {
-        layers.push({
-          origin: { kind: "env", where: name },
-          values: new Map([[spec.key, raw]]),
-        });
-        break;
-      }
+  for (const key of KEY_NAMES) {
+    if (nested && (key === "lock" || key === "node")) continue;
+    const found = oneOf([key, ...KEYS[key].aliases].map(envName), key, env);
+    if (found) {
+      layers.push({
+        origin: { kind: "env", where: found.name },
+        values: new Map([[key, found.raw]]),
+      });
     }
   }
+  warnings.push(...unknownVariables(env));
   for (const [key, { raw, flag }] of flags.values) {
     layers.push({
       origin: { kind: "flag", where: flag },
       values: new Map([[key, raw]]),
     });
   }
-  const settings: Record<string, Setting> = {};
-  for (const spec of KEYS) {
-    const fallback = typeof spec.fallback === "function"
-      ? spec.fallback()
-      : spec.fallback;
-    settings[spec.key] = {
-      value: fallback,
-      origin: { kind: "default", where: "default" },
-    };
-  }
-  for (const { origin, values } of layers) {
-    for (const [key, raw] of values) {
-      const spec = findKey(key)!;
-      settings[spec.key] = { value: parseWith(spec, raw, origin), origin };
+  const chosen = new Map<Key, Setting<Values[Key]>>();
+  for (const layer of layers) {
+    for (const [key, raw] of layer.values) {
+      // Every value is checked, also one that a higher layer overrides.
+      chosen.set(key, {
+        value: parseWith(key, raw, layer.origin),
+        origin: layer.origin,
+      });
     }
   }
-  return { settings, files };
+  const settings = Object.fromEntries(
+    KEY_NAMES.map((key) => [
+      key,
+      chosen.get(key) ??
+        {
+          value: KEYS[key].fallback(),
+          origin: { kind: "default", where: "default" },
+        },
+    ]),
+  ) as Settings;
+  return { settings, files, warnings };
 }

@@ -1,18 +1,18 @@
 /**
  * `coolock --print-config`: the effective settings as YAML that could be
- * pasted into a config file, each with where it came from. Secrets in the
- * backend URI are redacted.
+ * pasted into a config file and read back as the same settings, each with
+ * where it came from. Secrets in the backend URI are redacted.
  *
  * @module
  */
 
-import { KEYS } from "./keys.ts";
+import { KEY_NAMES } from "./keys.ts";
 import type { Settings } from "./load.ts";
 import { redactUri } from "../../uri.ts";
 
-function yamlScalar(value: string | number): string {
-  if (typeof value === "number") return String(value);
-  return /^[A-Za-z0-9_./:@*+=?&%~-][A-Za-z0-9_./:@*+=?&%~, -]*$/.test(value) &&
+function yamlScalar(value: string | number | boolean): string {
+  if (typeof value !== "string") return String(value);
+  return /^[A-Za-z0-9_./~+][A-Za-z0-9_./:@*+=?&%~, -]*$/.test(value) &&
       !/[:\s]$/.test(value) &&
       !/: /.test(value)
     ? value
@@ -30,19 +30,19 @@ export function printSettings(
       files.length ? files.join(", ") : "none"
     }`,
   ];
-  const rows = KEYS.map((spec) => {
-    const { value, origin } = settings[spec.key];
+  const rows = KEY_NAMES.map((key) => {
+    const { value, origin } = settings[key];
     const where = origin.kind === "default"
       ? "default"
       : `from ${origin.where}`;
     if (value === undefined) {
       return [
-        `# ${spec.key}:`,
+        `# ${key}:`,
         `not set: the embedded file backend ${backendDisplay} (this host only)`,
       ];
     }
-    const shown = spec.key === "backend" ? redactUri(String(value)) : value;
-    return [`${spec.key}: ${yamlScalar(shown)}`, where];
+    const shown = key === "backend" ? redactUri(String(value)) : value;
+    return [`${key}: ${yamlScalar(shown)}`, where];
   });
   const width = Math.max(...rows.map(([left]) => left.length));
   for (const [left, right] of rows) {
