@@ -43,25 +43,36 @@ export const FAMILY_MODULES: Readonly<
   memcached: { module: "./memcached/mod.ts", factory: "memcached" },
 };
 
+/** The URI schemes coolock knows, in a stable order. */
+export const SCHEMES: readonly string[] = Object.keys(FAMILY_MODULES);
+
+/**
+ * The family that serves `uri`'s scheme. Throws `TypeError` for a missing or
+ * unknown scheme, naming the schemes there are; never the URI's secrets.
+ */
+export function familyOf(
+  uri: string,
+): { readonly module: string; readonly factory: string } {
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
+  const family = scheme === undefined ? undefined : FAMILY_MODULES[scheme];
+  if (family) return family;
+  const schemes = SCHEMES.join(", ");
+  throw new TypeError(
+    scheme === undefined
+      ? `Backend URI '${redactUri(uri)}' has no scheme: use one of ${schemes}`
+      : `Unknown backend scheme '${scheme}' in '${
+        redactUri(uri)
+      }': use one of ${schemes}`,
+  );
+}
+
 /**
  * Opens the backend that `uri` names, as `openBackend` does, importing only
  * its family. Rejects with `TypeError` for an unknown scheme or a malformed
  * URI (the message never contains the password).
  */
 export async function loadBackend(uri: string): Promise<Backend> {
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(uri)?.[1]?.toLowerCase();
-  const family = scheme === undefined ? undefined : FAMILY_MODULES[scheme];
-  if (!family) {
-    // The same words as openBackend's (a test compares them).
-    const schemes = Object.keys(FAMILY_MODULES).join(", ");
-    throw new TypeError(
-      scheme === undefined
-        ? `Backend URI '${redactUri(uri)}' has no scheme: use one of ${schemes}`
-        : `Unknown backend scheme '${scheme}' in '${
-          redactUri(uri)
-        }': use one of ${schemes}`,
-    );
-  }
+  const family = familyOf(uri);
   // A variable, not a literal: see the module comment.
   const loaded = await import(new URL(family.module, import.meta.url).href);
   return (loaded[family.factory] as (uri: string) => Backend)(uri);

@@ -1,13 +1,14 @@
 /**
- * The table from URI scheme to backend factory. Each factory loads its npm
- * client lazily, on first use, so that opening a Redis backend never loads
- * mysql2.
+ * Opens a backend by its URI's scheme, for the library: every family's
+ * factory, imported statically. Each factory loads its npm client lazily, on
+ * first use, so that opening a Redis backend never loads mysql2. The CLI
+ * uses `load.ts` instead, which imports only the family in use.
  *
  * @module
  */
 
 import type { Backend } from "../src/backend.ts";
-import { redactUri } from "../src/uri.ts";
+import { familyOf, SCHEMES as KNOWN_SCHEMES } from "./load.ts";
 import { consul } from "./consul/mod.ts";
 import { etcd } from "./etcd/gateway/mod.ts";
 import { etcd3 } from "./etcd/grpc/mod.ts";
@@ -18,29 +19,22 @@ import { postgres } from "./sql/postgres/mod.ts";
 import { redis } from "./redis/mod.ts";
 import { zookeeper } from "./zookeeper/mod.ts";
 
+// The scheme table lives once, in load.ts; here each family's factory by
+// name, imported statically for the library (and `deno compile`).
 const FACTORIES: Readonly<Record<string, (uri: string) => Backend>> = {
   file: (uri) => file(uri),
   redis,
-  rediss: redis,
+  memcached,
   etcd,
-  "etcd+http": etcd,
-  "etcd+https": etcd,
   etcd3,
-  "etcd3+http": etcd3,
-  "etcd3+https": etcd3,
   consul,
-  "consul+http": consul,
-  "consul+https": consul,
   zookeeper,
-  kazoo: zookeeper,
-  postgresql: postgres,
   postgres,
   mysql,
-  memcached,
 };
 
 /** The URI schemes that {@linkcode openBackend} knows, in a stable order. */
-export const SCHEMES: readonly string[] = Object.keys(FACTORIES);
+export const SCHEMES: readonly string[] = KNOWN_SCHEMES;
 
 /**
  * Opens the backend that a URI names, by its scheme. Connections are made on
@@ -56,18 +50,5 @@ export const SCHEMES: readonly string[] = Object.keys(FACTORIES);
  */
 export function openBackend(uri: string | URL): Backend {
   const text = String(uri);
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):/.exec(text)?.[1]?.toLowerCase();
-  const factory = scheme === undefined ? undefined : FACTORIES[scheme];
-  if (!factory) {
-    throw new TypeError(
-      scheme === undefined
-        ? `Backend URI '${redactUri(text)}' has no scheme: use one of ${
-          SCHEMES.join(", ")
-        }`
-        : `Unknown backend scheme '${scheme}' in '${
-          redactUri(text)
-        }': use one of ${SCHEMES.join(", ")}`,
-    );
-  }
-  return factory(text);
+  return FACTORIES[familyOf(text).factory](text);
 }

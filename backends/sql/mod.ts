@@ -1,9 +1,17 @@
 /**
- * What the SQL backends share: a session lock (PostgreSQL's advisory lock,
- * MySQL's `GET_LOCK`) on one dedicated connection per lease, which the server
- * drops when the connection ends, plus a row in `coolock_locks` for what must
- * outlive the connection (the fencing counter and the guard-time end, by the
- * server's clock). A backend supplies its dialect as a {@linkcode SqlDialect}.
+ * What the SQL backends share: the Backend class over a dialect
+ * (`dialect.ts`). Each lease holds one slot's session lock (PostgreSQL's
+ * advisory lock, MySQL's `GET_LOCK`) on a connection of its own, and the
+ * slot's row in `coolock_locks`/`coolock_slots` holds what must outlive the
+ * connection: the lease end (`held_until`, by the server's clock, renewed
+ * with the lease), the guard time and the fencing counter. A slot is free
+ * only when both have gone, so a killed holder, a dropped session or a
+ * restarted server frees nothing until the holder's last lease has run out,
+ * which covers the watchdog's reaction and `--kill-after`.
+ *
+ * A waiter blocks on the server for one slot's session lock, a slice at a
+ * time, and sleeps until a released slot's guard time (or a dead holder's
+ * lease) ends, computed from the row.
  *
  * @module
  */
@@ -11,82 +19,42 @@
 import type {
   Backend,
   BackendCapabilities,
+  CheckResult,
   Claim,
   LockRequest,
+  LockStatus,
+  Removal,
 } from "../../src/backend.ts";
-import { abortableDelay, withTimeout } from "../../src/timing.ts";
+import { LimitMismatchError } from "../../src/errors.ts";
 import { Holdings } from "../../src/holdings.ts";
+import { abortableDelay, withTimeout } from "../../src/timing.ts";
 import { SqlClaim } from "./claim.ts";
-import {
-  type SqlLink,
-  type SqlRun,
-  SqlSession,
-  type SqlTarget,
-} from "./session.ts";
+import { lockStatuses, type SqlDialect } from "./dialect.ts";
+import { SqlSession, unavailable } from "./session.ts";
 
 /** A wait for the session lock ends by itself before the lifecycle's ~1 s bound. */
 const WAIT_SLICE_MS = 750;
 
-/**
- * What differs between the SQL backends: the client, the session lock's
- * statements and the `coolock_locks` dialect. Each method gets a `run` that
- * bounds every query in time.
- *
- * @example A dialect's shape
- * ```ts
- * import type { SqlDialect } from "./mod.ts";
- * type Dialect = SqlDialect<{ query(sql: string): Promise<unknown[]> }>;
- * ```
- */
-export interface SqlDialect<C> extends SqlTarget {
-  /** Loads the client library. */
-  load(): Promise<unknown>;
-  /** Opens a connection; `gone` is told when it ends by itself. */
-  open(gone: (error?: Error) => void): Promise<SqlLink<C>>;
-  /** Takes the session lock, waiting up to `waitMs`; false when held. */
-  lock(run: SqlRun<C>, name: string, waitMs: number): Promise<boolean>;
-  /** Gives the session lock back. */
-  unlock(run: SqlRun<C>, name: string): Promise<void>;
-  /**
-   * Stamps the row for a new holder of the session lock: the next fencing
-   * token, or `undefined` inside the last holder's guard time. Also makes the
-   * server end the connection when it stays idle past the lease.
-   */
-  stamp(run: SqlRun<C>, request: LockRequest): Promise<bigint | undefined>;
-  /** Extends the idle bound; false when this connection lost the lock. */
-  renew(
-    run: SqlRun<C>,
-    request: LockRequest,
-    expiresInMs: number,
-  ): Promise<boolean>;
-  /** Keeps the row held for `holdMs` more, by the server's clock. */
-  hold(run: SqlRun<C>, request: LockRequest, holdMs: number): Promise<void>;
-  /** How long the row's guard time still runs, in ms (0 or less: over). */
-  guardLeftMs(run: SqlRun<C>, name: string): Promise<number>;
-}
-
-/**
- * A backend on a {@linkcode SqlDialect}.
- *
- * @example
- * ```ts ignore
- * import { SqlLockBackend } from "./mod.ts";
- * const backend = new SqlLockBackend("mysql", dialect);
- * ```
- */
+/** A backend on a {@linkcode SqlDialect}. */
 export class SqlLockBackend<C> implements Backend {
-  /** The same for both: a session lock judged by the server. */
+  /** The same for both: a session lock plus a lease row, judged by the server. */
   readonly capabilities: BackendCapabilities = {
     notifiesWaiters: true,
     fairQueue: false,
     minTtlMs: 1_000,
-    clock: "server",
+    // Leases and guard time are `held_until` timestamps: any duration up to
+    // the lifecycle's 366 days fits (the idle bounds are clamped to the
+    // servers' maxima, which only frees a stuck session sooner; the row
+    // still holds).
     maxTtlMs: 366 * 86_400_000,
-    listsLocks: false,
-    storesLimit: false,
+    clock: "server",
+    listsLocks: true,
+    storesLimit: true,
   };
   /** The URI with its secrets redacted. */
   readonly displayUri: string;
+  /** The Deno permissions the client needs. */
+  readonly permissions: readonly Deno.PermissionDescriptor[];
   readonly #sessions = new Set<SqlSession<C>>();
   readonly #waiting = new Map<string, SqlSession<C>>();
   readonly #claims = new Set<SqlClaim<C>>();
@@ -98,6 +66,7 @@ export class SqlLockBackend<C> implements Backend {
     private readonly dialect: SqlDialect<C>,
   ) {
     this.displayUri = dialect.display;
+    this.permissions = dialect.permissions;
   }
 
   /** Loads the client; each lease opens its own connection. */
@@ -140,31 +109,61 @@ export class SqlLockBackend<C> implements Backend {
     return session;
   }
 
-  /** One attempt, on the owner's kept session or a new one. */
+  /** One attempt at every slot, on the owner's kept session or a new one. */
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
     const { dialect } = this;
     const session = await this.#sessionFor(request);
-    const run: SqlRun<C> = (query) => session.run(query);
+    const run = session.runner();
+    const mismatch = (stored: number) =>
+      new LimitMismatchError(request.name, request.limit, stored);
     let claimed = false;
     try {
       await session.pending;
-      if (!session.holds) {
-        if (!await dialect.lock(run, request.name, 0)) return undefined;
-        session.holds = true;
-      }
-      const token = await dialect.stamp(run, request);
-      if (token === undefined) {
-        // Free, but inside the last holder's guard time.
-        await dialect.unlock(run, request.name);
-        session.holds = false;
+      // A stamp of the slot this session holds: a claim, or the slot back.
+      const stampHeld = async (): Promise<Claim | undefined> => {
+        const slot = session.heldSlot!;
+        const { token, limit } = await dialect.stamp(run, request, slot);
+        if (token !== undefined) {
+          claimed = true;
+          return this.#claim(token, slot, session, request);
+        }
+        await dialect.unlock(run, request.name, slot);
+        session.heldSlot = undefined;
+        if (limit !== undefined && limit !== request.limit) {
+          throw mismatch(limit);
+        }
         return undefined;
+      };
+      const tried = new Set<number>();
+      if (session.heldSlot !== undefined) {
+        tried.add(session.heldSlot);
+        const claim = await stampHeld();
+        if (claim) return claim;
       }
-      claimed = true;
-      this.#waiting.delete(request.owner);
-      const claim = new SqlClaim(token, session, request, dialect);
-      this.#claims.add(claim);
-      void session.ended.then(() => this.#claims.delete(claim));
-      return this.#holdings.track(claim, request);
+      let live = new Set<number>();
+      if (request.limit > 1) {
+        const survey = await dialect.survey(run, request);
+        if (survey.limit !== undefined && survey.limit !== request.limit) {
+          throw mismatch(survey.limit);
+        }
+        live = new Set(survey.live);
+      }
+      for (let slot = 0; slot < request.limit; slot++) {
+        if (tried.has(slot) || live.has(slot)) continue;
+        const { got, limit } = await dialect.tryLock(run, request, slot);
+        if (got) session.heldSlot = slot;
+        if (limit !== undefined && limit !== request.limit) {
+          if (got) {
+            await dialect.unlock(run, request.name, slot);
+            session.heldSlot = undefined;
+          }
+          throw mismatch(limit);
+        }
+        if (!got) continue;
+        const claim = await stampHeld();
+        if (claim) return claim;
+      }
+      return undefined;
     } catch (error) {
       void session.close();
       throw error;
@@ -173,20 +172,38 @@ export class SqlLockBackend<C> implements Backend {
     }
   }
 
-  /** Waits on the server for the session lock, a slice at a time. */
+  #claim(
+    token: bigint,
+    slot: number,
+    session: SqlSession<C>,
+    request: LockRequest,
+  ): Claim {
+    this.#waiting.delete(request.owner);
+    const claim = new SqlClaim(token, slot, session, request, this.dialect);
+    this.#claims.add(claim);
+    void session.ended.then(() => this.#claims.delete(claim));
+    return this.#holdings.track(claim, request);
+  }
+
+  /**
+   * Waits on the server for one slot's session lock, a slice at a time;
+   * once it is free, sleeps until the slot's row has run out too.
+   */
   async waitForChange(request: LockRequest, signal: AbortSignal) {
     const { dialect } = this;
     const session = await this.#sessionFor(request);
     await session.pending;
-    if (session.holds || signal.aborted) return;
-    const run: SqlRun<C> = (query) => session.run(query);
+    if (session.heldSlot !== undefined || signal.aborted) return;
+    const run = session.runner();
+    // Waiters spread over the slots; each is woken by a release of its own.
+    const slot = Math.floor(Math.random() * request.limit);
     const wait = (async () => {
-      if (!await dialect.lock(run, request.name, WAIT_SLICE_MS)) return;
-      session.holds = true;
-      const ms = await dialect.guardLeftMs(run, request.name);
+      if (!await dialect.lock(run, request.name, slot, WAIT_SLICE_MS)) return;
+      session.heldSlot = slot;
+      const ms = await dialect.leftMs(run, request.name, slot);
       if (ms > 0) {
-        await dialect.unlock(run, request.name);
-        session.holds = false;
+        await dialect.unlock(run, request.name, slot);
+        session.heldSlot = undefined;
         await abortableDelay(ms, signal).catch(() => {});
       }
     })();
@@ -196,6 +213,94 @@ export class SqlLockBackend<C> implements Backend {
       .catch((error) => {
         if (!signal.aborted) throw error;
       });
+  }
+
+  /** Runs `work` on a session of its own, closed afterwards. */
+  async #once<T>(
+    signal: AbortSignal,
+    work: (session: SqlSession<C>) => Promise<T>,
+  ): Promise<T> {
+    const session = await this.#open();
+    const close = () => void session.close();
+    signal.addEventListener("abort", close, { once: true });
+    try {
+      return await work(session);
+    } finally {
+      signal.removeEventListener("abort", close);
+      await session.close();
+    }
+  }
+
+  /** Each slot's holder of `name`, or of every held lock, from the rows. */
+  status(name: string | undefined, signal: AbortSignal): Promise<LockStatus[]> {
+    return this.#once(signal, async (session) => {
+      const rows = await this.dialect.status(session.runner(signal), name);
+      return lockStatuses(rows, name);
+    });
+  }
+
+  /**
+   * Ends every lease and guard time of `name` and the sessions that hold
+   * it; its rows and their fencing counter stay.
+   */
+  forceRelease(name: string, signal: AbortSignal): Promise<Removal[]> {
+    return this.#once(
+      signal,
+      (session) => this.dialect.forceRelease(session.runner(signal), name),
+    );
+  }
+
+  /** Reachable, credentials, then the dialect's own checks. */
+  async check(signal: AbortSignal): Promise<CheckResult[]> {
+    const { dialect } = this;
+    const started = performance.now();
+    let session: SqlSession<C>;
+    let user: string;
+    try {
+      session = await this.#open();
+    } catch (error) {
+      return this.#refused(error, performance.now() - started);
+    }
+    try {
+      const run = session.runner(signal);
+      try {
+        user = await dialect.whoami(run);
+      } catch (error) {
+        return this.#refused(error, performance.now() - started);
+      }
+      const ms = await dialect.ping(run);
+      return [
+        {
+          name: "reachable",
+          status: "ok",
+          detail: `round trip ${ms.toFixed(1)} ms`,
+          ms,
+        },
+        {
+          name: "credentials",
+          status: "ok",
+          detail: `logged in as '${user}'`,
+        },
+        ...await dialect.check(run),
+      ];
+    } finally {
+      await session.close();
+    }
+  }
+
+  /** A refused login is a failed check; anything else: unreachable. */
+  #refused(error: unknown, ms: number): CheckResult[] {
+    const problem = this.dialect.credentialsProblem(error);
+    if (problem === undefined) throw unavailable(this.dialect, error);
+    return [
+      {
+        name: "reachable",
+        status: "ok",
+        detail: `the server answered in ${ms.toFixed(1)} ms`,
+        ms,
+      },
+      { name: "credentials", status: "fail", detail: problem },
+    ];
   }
 
   /** Releases every claim still held, then ends every connection. */

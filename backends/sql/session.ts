@@ -1,8 +1,9 @@
 /**
  * One database connection, and so one server session, as the SQL backends
  * (PostgreSQL, MySQL) use it: every call bounded in time, and an end noticed
- * whether the client asked for it or not. The client library stays with the
- * backend, behind {@linkcode SqlLink}.
+ * whether the client asked for it or not. A session holds at most one slot's
+ * session lock (`heldSlot`); the client library stays with the dialect,
+ * behind {@linkcode SqlLink}.
  *
  * @module
  */
@@ -10,18 +11,7 @@
 import { BackendUnavailableError } from "../../src/backend.ts";
 import { withTimeout } from "../../src/timing.ts";
 
-/**
- * A connection that a backend opened with its own client.
- *
- * @example
- * ```ts
- * import type { SqlLink } from "./session.ts";
- * const link: SqlLink<string> = {
- *   client: "a client",
- *   end: () => Promise.resolve(),
- * };
- * ```
- */
+/** A connection that a dialect opened with its own client. */
 export interface SqlLink<C> {
   /** The client's connection object, handed to every query. */
   readonly client: C;
@@ -29,19 +19,7 @@ export interface SqlLink<C> {
   end(): Promise<void>;
 }
 
-/**
- * Where a session's calls go and how long they may take.
- *
- * @example
- * ```ts
- * import type { SqlTarget } from "./session.ts";
- * const target: SqlTarget = {
- *   display: "postgres://app:***@db/app",
- *   timeoutMs: 5_000,
- *   noun: "session",
- * };
- * ```
- */
+/** Where a session's calls go and how long they may take. */
 export interface SqlTarget {
   /** The URI with its secrets redacted, for errors. */
   readonly display: string;
@@ -51,61 +29,39 @@ export interface SqlTarget {
   readonly noun: "session" | "connection";
 }
 
-/**
- * Runs one query on a session's client, bounded in time.
- *
- * @example
- * ```ts
- * import type { SqlRun } from "./session.ts";
- * const count = (run: SqlRun<{ ping(): Promise<number> }>) =>
- *   run((client) => client.ping());
- * ```
- */
+/** Runs one query on a session's client, bounded in time. */
 export type SqlRun<C> = <T>(query: (client: C) => Promise<T>) => Promise<T>;
+
+/** A client's message on one line, as every coolock message is. */
+export function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return message.replace(/\s*\n\s*/g, " ").trim();
+}
 
 /**
  * The error for a call that failed or got no answer in time, without
- * credentials.
- *
- * @example
- * ```ts
- * import { unavailable } from "./session.ts";
- * const target = { display: "mysql://db/x", timeoutMs: 5_000 };
- * console.log(unavailable(target, new Error("refused")).message.includes("refused")); // true
- * ```
+ * credentials (the client's messages name the user, never the password).
  */
 export function unavailable(
   target: Pick<SqlTarget, "display" | "timeoutMs">,
   error: unknown,
 ): BackendUnavailableError {
+  if (error instanceof BackendUnavailableError) return error;
   return new BackendUnavailableError(
     target.display,
     error instanceof DOMException && error.name === "TimeoutError"
       ? `no answer within ${target.timeoutMs / 1000} s`
-      : (error as Error).message,
+      : oneLine(error),
     { cause: error },
   );
 }
 
-/**
- * One connection; never reused once it ends.
- *
- * @example
- * ```ts
- * import { SqlSession } from "./session.ts";
- * const session = new SqlSession(
- *   { client: 41, end: () => Promise.resolve() },
- *   { display: "mysql://db/x", timeoutMs: 1_000, noun: "connection" },
- * );
- * console.log(await session.run((n) => Promise.resolve(n + 1))); // 42
- * await session.close();
- * ```
- */
+/** One connection; never reused once it ends. */
 export class SqlSession<C> {
   /** True from the moment the session starts to close. */
   closed = false;
-  /** True while this session holds the lock on the server. */
-  holds = false;
+  /** The slot whose session lock this session holds, if any. */
+  heldSlot: number | undefined;
   /** The wait-mode statement still running on this session, if any. */
   pending: Promise<unknown> = Promise.resolve();
   /** Called once when the connection ends without being asked to. */
@@ -124,11 +80,16 @@ export class SqlSession<C> {
     return new Error(`The database ${this.target.noun} ended`);
   }
 
-  /** For the backend's client: the connection ended by itself. */
+  /** For the dialect's client: the connection ended by itself. */
   gone(error?: Error): void {
     if (this.closed) return;
     this.onLost(error ?? this.endedError());
     void this.close();
+  }
+
+  /** This session's `run`, with the same options for every call. */
+  runner(signal?: AbortSignal, keepOnTimeout = false): SqlRun<C> {
+    return (query) => this.run(query, signal, keepOnTimeout);
   }
 
   /**

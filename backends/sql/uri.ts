@@ -1,30 +1,23 @@
 /**
  * What the SQL backends' URIs share: a TLS mode, the TLS file parameters
- * (each with a short alias: `ca`, `cert`, `key`), `connect_timeout`, and no
- * parameter besides those.
+ * (each with a short alias: `ca`, `cert`, `key`), `connect_timeout`, no
+ * parameter besides those, and the Deno permissions that follow from them.
+ * Messages quote only what the redacted URI (`display`) shows itself, so no
+ * part of a secret is ever echoed.
  *
  * @module
  */
 
-import { type BackendUri, readFileParam, secondsParam } from "../../src/uri.ts";
+import {
+  type BackendUri,
+  type HostPort,
+  readFileParam,
+  secondsParam,
+} from "../../src/uri.ts";
 
 /**
  * A dialect's TLS parameters: their names, the modes it knows, and the mode
  * when the URI names none.
- *
- * @example
- * ```ts
- * import type { SqlTlsSpec } from "./uri.ts";
- * const spec: SqlTlsSpec = {
- *   mode: "ssl-mode",
- *   ca: "ssl-ca",
- *   cert: "ssl-cert",
- *   key: "ssl-key",
- *   modes: ["DISABLED", "REQUIRED"],
- *   fallback: (files) => files.cert ? "REQUIRED" : "DISABLED",
- *   normalize: (mode) => mode.toUpperCase(),
- * };
- * ```
  */
 export interface SqlTlsSpec {
   /** The TLS mode's parameter, such as `sslmode`. */
@@ -43,15 +36,7 @@ export interface SqlTlsSpec {
   normalize?(mode: string): string;
 }
 
-/**
- * The TLS files a URI names, read.
- *
- * @example
- * ```ts
- * import type { SqlTlsFiles } from "./uri.ts";
- * const none: SqlTlsFiles = {};
- * ```
- */
+/** The TLS files a URI names, read. */
 export interface SqlTlsFiles {
   /** The CA certificate(s) that must have signed the server's. */
   readonly ca?: string;
@@ -62,16 +47,14 @@ export interface SqlTlsFiles {
 }
 
 /**
- * Throws `TypeError` for a parameter the URI may not carry.
- *
- * @example
- * ```ts
- * import { parseBackendUri } from "../../src/uri.ts";
- * import { checkSqlParams } from "./uri.ts";
- * const spec = { mode: "sslmode", ca: "sslrootcert", cert: "sslcert", key: "sslkey" };
- * checkSqlParams(parseBackendUri("postgres://db?sslmode=require", 5432), spec);
- * ```
+ * `'text'` when the redacted URI shows `text` itself, else nothing: a
+ * message never repeats what the redaction hid.
  */
+export function quoted(uri: Pick<BackendUri, "display">, text: string): string {
+  return text !== "" && uri.display.includes(text) ? ` '${text}'` : "";
+}
+
+/** Throws `TypeError` for a parameter the URI may not carry. */
 export function checkSqlParams(
   uri: BackendUri,
   spec: Pick<SqlTlsSpec, "mode" | "ca" | "cert" | "key">,
@@ -89,9 +72,9 @@ export function checkSqlParams(
   for (const name of uri.params.keys()) {
     if (!allowed.includes(name)) {
       throw new TypeError(
-        `Backend URI '${uri.display}' has an unknown parameter '${name}': use ${
-          allowed.join(", ")
-        }`,
+        `Backend URI '${uri.display}' has an unknown parameter${
+          quoted(uri, name)
+        }: use ${allowed.join(", ")}`,
       );
     }
   }
@@ -99,32 +82,21 @@ export function checkSqlParams(
 
 /**
  * Reads the TLS files a URI names (a short alias wins over the long name)
- * and its TLS mode. Throws `TypeError` for a file that can't be read, a
- * certificate without its key, or a mode the dialect doesn't know (quoted as
- * given).
- *
- * @example
- * ```ts
- * import { parseBackendUri } from "../../src/uri.ts";
- * import { sqlTls } from "./uri.ts";
- * const uri = parseBackendUri("postgres://db?sslmode=require", 5432);
- * const { mode } = sqlTls(uri, {
- *   mode: "sslmode",
- *   ca: "sslrootcert",
- *   cert: "sslcert",
- *   key: "sslkey",
- *   modes: ["disable", "prefer", "require"],
- *   fallback: () => "prefer",
- * });
- * console.log(mode); // require
- * ```
+ * and its TLS mode; `paths` are the files read, for `Backend.permissions`.
+ * Throws `TypeError` for a file that can't be read, a certificate without
+ * its key, or a mode the dialect doesn't know.
  */
 export function sqlTls(
   uri: BackendUri,
   spec: SqlTlsSpec,
-): { files: SqlTlsFiles; mode: string } {
-  const read = (long: string, short: string) =>
-    readFileParam(uri, uri.params.has(short) ? short : long);
+): { files: SqlTlsFiles; mode: string; paths: string[] } {
+  const paths: string[] = [];
+  const read = (long: string, short: string) => {
+    const name = uri.params.has(short) ? short : long;
+    const path = uri.params.get(name);
+    if (path !== null) paths.push(path);
+    return readFileParam(uri, name);
+  };
   const ca = read(spec.ca, "ca");
   const cert = read(spec.cert, "cert");
   const key = read(spec.key, "key");
@@ -143,25 +115,17 @@ export function sqlTls(
     : spec.normalize?.(given) ?? given;
   if (!spec.modes.includes(mode)) {
     throw new TypeError(
-      `Backend URI '${uri.display}' has a bad '${spec.mode}' value '${given}': use ${
-        spec.modes.join(", ")
-      }`,
+      `Backend URI '${uri.display}' has a bad '${spec.mode}' value${
+        quoted(uri, given ?? "")
+      }: use ${spec.modes.join(", ")}`,
     );
   }
-  return { files, mode };
+  return { files, mode, paths };
 }
 
 /**
  * The bound on every call, in milliseconds: `connect_timeout` seconds, 5 by
  * default, 1 at least.
- *
- * @example
- * ```ts
- * import { parseBackendUri } from "../../src/uri.ts";
- * import { connectTimeoutMs } from "./uri.ts";
- * const uri = parseBackendUri("mysql://db/x?connect_timeout=2", 3306);
- * console.log(connectTimeoutMs(uri)); // 2000
- * ```
  */
 export function connectTimeoutMs(uri: BackendUri): number {
   const timeoutMs = secondsParam(uri, "connect_timeout", 5_000);
@@ -171,4 +135,28 @@ export function connectTimeoutMs(uri: BackendUri): number {
     );
   }
   return timeoutMs;
+}
+
+/**
+ * The Deno permissions a SQL client needs: net to every host, read of the
+ * TLS files, the environment variables and system information it reads.
+ */
+export function sqlPermissions(
+  hosts: readonly HostPort[],
+  files: readonly string[],
+  env: readonly string[],
+  sys: readonly Deno.SysPermissionDescriptor["kind"][] = [],
+): Deno.PermissionDescriptor[] {
+  return [
+    ...hosts.map(({ host, port }): Deno.PermissionDescriptor => ({
+      name: "net",
+      host: `${host.includes(":") ? `[${host}]` : host}:${port}`,
+    })),
+    ...files.map((path): Deno.PermissionDescriptor => ({ name: "read", path })),
+    ...env.map((variable): Deno.PermissionDescriptor => ({
+      name: "env",
+      variable,
+    })),
+    ...sys.map((kind): Deno.PermissionDescriptor => ({ name: "sys", kind })),
+  ];
 }

@@ -1,152 +1,257 @@
 /**
- * The MySQL and MariaDB backend: a `GET_LOCK` named lock on one connection
- * per lease. The server drops the lock when the connection ends, so a dead
- * holder frees it at once; a row in `coolock_locks` carries what must outlive
- * the connection (the fencing counter and the guard-time end, by the server's
- * clock). Named locks are local to one server: a replica doesn't see them.
+ * The MySQL and MariaDB backend: the factory and its dialect. Slot `k` of a
+ * lock is a `GET_LOCK` name (`schema.ts`), held on one connection per
+ * lease, together with the slot's row, whose `held_until` the server judges
+ * with its own `UTC_TIMESTAMP(6)`. Named locks are local to one server: a
+ * replica doesn't see them. Operator calls are in `operate.ts`.
  *
  * @module
  */
 
-import type { Connection } from "npm:mysql2@3.24.6/promise";
-import type { Backend } from "../../../src/backend.ts";
-import { withTimeout } from "../../../src/timing.ts";
-import { lockKey, type MysqlUri, parseMysqlUri } from "./uri.ts";
-import { type SqlDialect, SqlLockBackend } from "../mod.ts";
-import { type SqlRun, unavailable } from "../session.ts";
+import type { Backend, LockRequest } from "../../../src/backend.ts";
 
-/** The server ends a connection idle (unrenewed) for longer than the lease. */
-const IDLE_SLACK_MS = 1_000;
+export type {
+  Backend,
+  BackendCapabilities,
+  CheckResult,
+  Claim,
+  HolderStatus,
+  LockRequest,
+  LockStatus,
+  Removal,
+} from "../../../src/backend.ts";
+import type { SqlDialect, SqlStamp } from "../dialect.ts";
+import { SqlLockBackend } from "../mod.ts";
+import type { SqlRun } from "../session.ts";
+import { sqlPermissions } from "../uri.ts";
+import {
+  type Connection,
+  errno,
+  exec,
+  loadMysql,
+  MYSQL_ENV,
+  openMysql,
+  query,
+} from "./client.ts";
+import { checkMysql, forceReleaseMysql, statusMysql } from "./operate.ts";
+import {
+  EXPIRE_IDLE,
+  FROM_NOW,
+  idleSeconds,
+  LIMIT_FITS,
+  LIVE_LIMIT,
+  lockKey,
+  micros,
+  MINE,
+  SET_LIMIT,
+  slotIs,
+  tableOf,
+  UTC,
+  withSchema,
+} from "./schema.ts";
+import { type MysqlTarget, parseMysqlUri } from "./uri.ts";
 
-const MINE = "IS_USED_LOCK(?) = CONNECTION_ID()";
-const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS coolock_locks (
-  name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin PRIMARY KEY,
-  fence BIGINT UNSIGNED NOT NULL, held_until DATETIME(6) NOT NULL,
-  owner VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL)`;
-const HELD_UNTIL = "UTC_TIMESTAMP(6) + INTERVAL ? MICROSECOND";
-const STAMP = `UPDATE coolock_locks SET fence = LAST_INSERT_ID(fence + 1),
-  held_until = ${HELD_UNTIL}, owner = ?
-  WHERE name = ? AND held_until <= UTC_TIMESTAMP(6) AND ${MINE}`;
-const FIRST_STAMP = `INSERT IGNORE INTO coolock_locks
-  (name, fence, held_until, owner) SELECT ?, 1, ${HELD_UNTIL}, ? FROM DUAL
-  WHERE ${MINE}`;
-const EXPIRE_IDLE = "SET SESSION wait_timeout = CAST(? AS UNSIGNED)";
+const STAMP_FIRST = `UPDATE coolock_locks SET token = fence + 1, ${SET_LIMIT},
+  held_until = ${FROM_NOW}, owner = ?, node = ?, since = ${UTC},
+  guard_until = ${FROM_NOW}, fence = LAST_INSERT_ID(fence + 1)
+  WHERE name = ? AND held_until <= ${UTC} AND ${LIMIT_FITS} AND ${MINE}`;
+const STAMP_COUNTER = `UPDATE coolock_locks SET ${SET_LIMIT},
+  fence = LAST_INSERT_ID(fence + 1)
+  WHERE name = ? AND ${LIMIT_FITS} AND ${MINE} AND NOT EXISTS (SELECT 1
+    FROM coolock_slots WHERE name = ? AND slot = ? AND held_until > ${UTC})`;
+const STAMP_SLOT = `INSERT INTO coolock_slots (name, slot, token, held_until,
+  owner, node, since, guard_until)
+  VALUES (?, ?, ?, ${FROM_NOW}, ?, ?, ${UTC}, ${FROM_NOW})
+  ON DUPLICATE KEY UPDATE token = ?, held_until = ${FROM_NOW}, owner = ?,
+    node = ?, since = ${UTC}, guard_until = ${FROM_NOW}`;
+// The row the fencing counter lives in, for a name that has none yet: free,
+// so that the previous release takes it as it would a missing row.
+const COUNTER_ROW = `INSERT IGNORE INTO coolock_locks
+  (name, fence, held_until, owner) VALUES (?, 0, '1970-01-01', '')`;
 
-type Row = Record<string, unknown>;
-type Result = Row[] & { affectedRows?: number; insertId?: number | string };
-
-const micros = (ms: number) => Math.ceil(Math.max(0, ms) * 1000);
-const idleSeconds = (ms: number) => Math.ceil((ms + IDLE_SLACK_MS) / 1000);
-
-/** Runs one statement through a session's bounded `run`. */
-function exec(
-  run: SqlRun<Connection>,
-  sql: string,
-  params: (string | number)[],
-): Promise<Result> {
-  // Text can't be escaped safely for every sql_mode (NO_BACKSLASH_ESCAPES),
-  // so it goes as a prepared statement's parameter. Numbers and lock keys
-  // can't break out of a literal, and the text protocol saves a round trip.
-  const plain = params.every((p) => /^[\w.:-]*$/.test(String(p)));
-  return run((conn) =>
-    (plain ? conn.query(sql, params) : conn.execute(sql, params))
-      .then(([rows]) => rows as unknown as Result)
-  );
+/**
+ * Stamps slot `slot`'s row; the counter row is created first when missing.
+ * Resolves the new token, or undefined when the row (or the limit) refused.
+ */
+async function stampRow(
+  conn: Connection,
+  request: LockRequest,
+  slot: number,
+  key: string,
+): Promise<bigint | undefined> {
+  const { name, owner, node, limit, guardMs } = request;
+  const lease = micros(Math.max(request.expiresInMs, guardMs));
+  const guard = micros(guardMs);
+  const setLimit = [limit, lease, lease, limit];
+  for (let tries = 0; tries < 2; tries++) {
+    const counted = slot === 0
+      ? await query(conn, STAMP_FIRST, [
+        ...setLimit,
+        lease,
+        owner,
+        node,
+        guard,
+        name,
+        limit,
+        key,
+      ])
+      : await query(conn, STAMP_COUNTER, [
+        ...setLimit,
+        name,
+        limit,
+        key,
+        name,
+        slot,
+      ]);
+    if (counted.affectedRows === 1) {
+      const token = BigInt(counted.insertId ?? 0);
+      if (slot > 0) {
+        await query(conn, STAMP_SLOT, [
+          name,
+          slot,
+          String(token),
+          lease,
+          owner,
+          node,
+          guard,
+          String(token),
+          lease,
+          owner,
+          node,
+          guard,
+        ]);
+      }
+      return token;
+    }
+    const created = await query(conn, COUNTER_ROW, [name]);
+    if (created.affectedRows !== 1) return undefined;
+  }
+  return undefined;
 }
 
-function dialect(uri: MysqlUri): SqlDialect<Connection> {
-  const load = () => import("npm:mysql2@3.24.6/promise");
+function dialect(target: MysqlTarget): SqlDialect<Connection> {
+  const run1 = (run: SqlRun<Connection>, sql: string, params: unknown[]) =>
+    withSchema(run, (conn) => query(conn, sql, params));
   return {
-    display: uri.display,
-    timeoutMs: uri.timeoutMs,
+    display: target.display,
+    timeoutMs: target.timeoutMs,
     noun: "connection",
-    load,
-    async open(gone) {
-      const { default: mysql } = await load();
-      const connecting = mysql.createConnection({
-        ...uri.options,
-        charset: "utf8mb4",
-        supportBigNumbers: true,
-        bigNumberStrings: true,
-        enableKeepAlive: true,
-        keepAliveInitialDelay: 5_000,
-      });
-      // An 'error' without a listener would crash the process.
-      connecting.then((conn) => conn.on("error", () => {}), () => {});
-      const conn = await withTimeout(connecting, uri.timeoutMs + 1_000)
-        .catch((error) => {
-          connecting.then((late) => late.destroy(), () => {});
-          throw unavailable(uri, error);
-        });
-      conn.on("error", gone);
-      conn.on("end", () => gone());
+    permissions: sqlPermissions(target.hosts, target.files, MYSQL_ENV),
+    load: loadMysql,
+    open: (gone) => openMysql(target, gone),
+    async survey(run, { name, limit }) {
+      const [row] = await run1(
+        run,
+        `SELECT ${LIVE_LIMIT} AS lim, CONCAT_WS(',',
+          (SELECT '0' FROM coolock_locks WHERE name = ?
+            AND held_until > ${UTC}),
+          (SELECT GROUP_CONCAT(slot) FROM coolock_slots WHERE name = ?
+            AND held_until > ${UTC} AND slot < ?)) AS live`,
+        [name, name, name, limit],
+      );
       return {
-        client: conn,
-        end: () => withTimeout(conn.end(), 1_000).catch(() => conn.destroy()),
+        live: String(row.live ?? "").split(",").filter(Boolean).map(Number),
+        ...(row.lim === null ? {} : { limit: Number(row.lim) }),
       };
     },
-    async lock(run, name, waitMs) {
+    async tryLock(run, { name }, slot) {
+      // IF() evaluates GET_LOCK only when the row has run out.
+      const [row] = await run1(
+        run,
+        `SELECT IF(EXISTS (SELECT 1 FROM ${tableOf(slot)} WHERE name = ?
+            ${slotIs(slot)} AND held_until > ${UTC}), 0, GET_LOCK(?, 0))
+          AS got, ${LIVE_LIMIT} AS lim`,
+        [name, await lockKey(name, slot), name],
+      );
+      return {
+        got: Number(row.got) === 1,
+        ...(row.lim === null ? {} : { limit: Number(row.lim) }),
+      };
+    },
+    async lock(run, name, slot, waitMs) {
       const [{ got }] = await exec(run, "SELECT GET_LOCK(?, ?) AS got", [
-        await lockKey(name),
+        await lockKey(name, slot),
         waitMs / 1000,
       ]);
       return Number(got) === 1;
     },
-    async unlock(run, name) {
-      await exec(run, "SELECT RELEASE_LOCK(?)", [await lockKey(name)]);
+    async unlock(run, name, slot) {
+      await exec(run, "SELECT RELEASE_LOCK(?)", [await lockKey(name, slot)]);
     },
-    async stamp(run, { name, owner, guardMs, expiresInMs }) {
-      const key = await lockKey(name);
-      const held = [micros(guardMs), owner, name, key];
-      const stamped = await exec(run, STAMP, held).catch(async (error) => {
-        if (error?.cause?.errno !== 1146) throw error; // No such table.
-        await exec(run, CREATE_TABLE, []).catch(() => {});
-        return exec(run, STAMP, held);
-      });
-      let token = stamped.affectedRows === 1
-        ? BigInt(stamped.insertId ?? 0)
-        : 0n;
-      if (token === 0n) {
-        const first = await exec(run, FIRST_STAMP, [
-          name,
-          micros(guardMs),
-          owner,
-          key,
+    async stamp(run, request, slot): Promise<SqlStamp> {
+      const key = await lockKey(request.name, slot);
+      const leaseMs = Math.max(request.expiresInMs, request.guardMs);
+      return await withSchema(run, async (conn) => {
+        const token = await stampRow(conn, request, slot, key);
+        if (token !== undefined) {
+          await query(conn, EXPIRE_IDLE, [idleSeconds(leaseMs)]);
+          return { token };
+        }
+        const [row] = await query(conn, `SELECT ${LIVE_LIMIT} AS lim`, [
+          request.name,
         ]);
-        if (first.affectedRows === 1) token = 1n;
-      }
-      if (token === 0n) return undefined;
-      await exec(run, EXPIRE_IDLE, [idleSeconds(expiresInMs)]);
-      return token;
+        return row.lim === null ? {} : { limit: Number(row.lim) };
+      });
     },
-    async renew(run, { name, owner }, expiresInMs) {
-      const [row] = await exec(
+    async renew(run, { name, owner }, slot, expiresInMs) {
+      const lease = micros(expiresInMs);
+      const key = await lockKey(name, slot);
+      const extended = await run1(
         run,
-        `SELECT ${MINE} AS mine, (SELECT owner = ? FROM coolock_locks
-          WHERE name = ?) AS owned`,
-        [await lockKey(name), owner, name],
+        slot === 0
+          ? `UPDATE coolock_locks SET held_until = ${FROM_NOW},
+              lim_until = GREATEST(COALESCE(lim_until, ${FROM_NOW}),
+                ${FROM_NOW})
+            WHERE name = ? AND owner = ? AND ${MINE}`
+          : `UPDATE coolock_slots s JOIN coolock_locks l ON l.name = s.name
+            SET s.held_until = ${FROM_NOW},
+              l.lim_until = GREATEST(COALESCE(l.lim_until, ${FROM_NOW}),
+                ${FROM_NOW})
+            WHERE s.name = ? AND s.slot = ${Math.trunc(slot)}
+              AND s.owner = ? AND ${MINE}`,
+        [lease, lease, lease, name, owner, key],
       );
-      if (Number(row?.mine) !== 1 || Number(row?.owned) !== 1) return false;
+      if (!extended.affectedRows) return false;
       await exec(run, EXPIRE_IDLE, [idleSeconds(expiresInMs)]);
       return true;
     },
-    async hold(run, { name, owner }, holdMs) {
-      await exec(
+    async hold(run, { name, owner }, slot, holdMs) {
+      await run1(
         run,
-        `UPDATE coolock_locks SET held_until = ${HELD_UNTIL}
-          WHERE name = ? AND owner = ? AND ${MINE}`,
-        [micros(holdMs), name, owner, await lockKey(name)],
+        `UPDATE ${tableOf(slot)} SET held_until = ${FROM_NOW}
+          WHERE name = ? ${slotIs(slot)} AND owner = ? AND ${MINE}`,
+        [micros(holdMs), name, owner, await lockKey(name, slot)],
       );
     },
-    async guardLeftMs(run, name) {
+    async leftMs(run, name, slot) {
       const [row] = await exec(
         run,
-        `SELECT TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), held_until) AS us
-          FROM coolock_locks WHERE name = ?`,
+        `SELECT TIMESTAMPDIFF(MICROSECOND, ${UTC}, held_until) AS us
+          FROM ${tableOf(slot)} WHERE name = ? ${slotIs(slot)}`,
         [name],
       ).catch(() => []);
-      return Number(row?.us) / 1000;
+      return Number(row?.us ?? 0) / 1000;
     },
+    status: (run, name) => statusMysql(run, name),
+    forceRelease: (run, name) => forceReleaseMysql(run, name),
+    async ping(run) {
+      const started = performance.now();
+      await exec(run, "SELECT 1");
+      return performance.now() - started;
+    },
+    async whoami(run) {
+      const [row] = await exec(run, "SELECT CURRENT_USER() AS u");
+      return String(row.u);
+    },
+    credentialsProblem(error) {
+      // Access denied for the user, or to the database; no such database.
+      if (![1045, 1044, 1049].includes(errno(error) ?? 0)) return undefined;
+      const cause = (error as { cause?: unknown }).cause ?? error;
+      return `the server refused the login: ${
+        (cause as Error).message.replace(/\s+/g, " ")
+      }`;
+    },
+    check: (run) => checkMysql(run),
   };
 }
 
@@ -155,20 +260,22 @@ function dialect(uri: MysqlUri): SqlDialect<Connection> {
  * `mysql://user:password@host[:port]/database`, with `ssl-mode`
  * (`DISABLED`, `REQUIRED`, `VERIFY_CA`, `VERIFY_IDENTITY`), `ssl-ca` (or
  * `ca`), `ssl-cert` (or `cert`), `ssl-key` (or `key`) and `connect_timeout`
- * (seconds, default 5). It needs the right to create the table
- * `coolock_locks` (or an existing one) in the database.
+ * (seconds, default 5). It creates the tables `coolock_locks` and
+ * `coolock_slots` in the database when they are missing, or uses existing
+ * ones. A bad URI is a `TypeError` here, before anything connects.
  *
  * @param uri the server's URI
+ * @returns the backend; nothing connects until the first lock
  *
- * @example
+ * @example Taking a lock on MySQL or MariaDB
  * ```ts ignore
- * import { mysql } from "./mod.ts";
- * import { withLock } from "../../../mod.ts";
+ * import { mysql } from "@coolock/coolock/mysql";
+ * import { withLock } from "@coolock/coolock";
  * await using backend = mysql("mysql://app:secret@db.internal/app");
  * await withLock({ backend, lock: "nightly-report" }, () => "done");
  * ```
  */
 export function mysql(uri: string | URL): Backend {
-  const parsed = parseMysqlUri(String(uri));
-  return new SqlLockBackend("mysql", dialect(parsed));
+  const target = parseMysqlUri(String(uri));
+  return new SqlLockBackend("mysql", dialect(target));
 }

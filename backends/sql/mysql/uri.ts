@@ -1,27 +1,25 @@
 /**
- * `mysql://` URIs turned into mysql2 connection options, and lock names
- * turned into `GET_LOCK` names.
+ * `mysql://` URIs turned into mysql2 connection options. Checked at
+ * `open()` time, before anything connects; messages show only the redacted
+ * URI.
  *
  * @module
  */
 
-import { parseBackendUri } from "../../../src/uri.ts";
+import { type HostPort, parseBackendUri } from "../../../src/uri.ts";
 import { checkSqlParams, connectTimeoutMs, sqlTls } from "../uri.ts";
 
 /**
  * What a MySQL URI says, checked: the mysql2 options and the bound on every
  * call.
- *
- * @example
- * ```ts
- * import { parseMysqlUri } from "./uri.ts";
- * const parsed = parseMysqlUri("mysql://app:pw@db/locks");
- * console.log(parsed.display, parsed.options.database); // mysql://app:***@db/locks locks
- * ```
  */
-export interface MysqlUri {
+export interface MysqlTarget {
   /** The URI with its password replaced by `***`. */
   readonly display: string;
+  /** The one host. */
+  readonly hosts: readonly HostPort[];
+  /** The TLS files named, for the read permission. */
+  readonly files: readonly string[];
   /** Connection options for mysql2's `createConnection()`. */
   readonly options: {
     host: string;
@@ -51,15 +49,8 @@ const TLS = {
  * Parses and checks a MySQL or MariaDB URI:
  * `mysql://user[:password]@host[:port]/database[?ssl-mode=…&ssl-ca=…&ssl-cert=…&ssl-key=…&connect_timeout=…]`.
  * Throws `TypeError` naming what is wrong, never with the password.
- *
- * @example
- * ```ts
- * import { parseMysqlUri } from "./uri.ts";
- * const { options } = parseMysqlUri("mysql://app@db:3307/locks");
- * console.log(options.port); // 3307
- * ```
  */
-export function parseMysqlUri(text: string): MysqlUri {
+export function parseMysqlUri(text: string): MysqlTarget {
   const uri = parseBackendUri(text, 3306);
   const { display } = uri;
   if (uri.scheme !== "mysql") {
@@ -80,7 +71,7 @@ export function parseMysqlUri(text: string): MysqlUri {
   if (uri.username === "") {
     throw new TypeError(`Backend URI '${display}' names no user`);
   }
-  const { files, mode } = sqlTls(uri, TLS);
+  const { files, mode, paths } = sqlTls(uri, TLS);
   const timeoutMs = connectTimeoutMs(uri);
   const ssl = mode === "DISABLED" ? undefined : {
     rejectUnauthorized: mode !== "REQUIRED",
@@ -89,6 +80,8 @@ export function parseMysqlUri(text: string): MysqlUri {
   };
   return {
     display,
+    hosts: uri.hosts,
+    files: paths,
     options: {
       host: uri.hosts[0].host,
       port: uri.hosts[0].port,
@@ -100,27 +93,4 @@ export function parseMysqlUri(text: string): MysqlUri {
     },
     timeoutMs,
   };
-}
-
-/**
- * The `GET_LOCK` name for a lock name: a readable prefix and 160 bits of
- * SHA-256, 64 characters at most (MySQL 8's limit). Every name is hashed, so
- * that distinct names never collide, not even by case (the server may compare
- * lock names case-insensitively) or by length.
- *
- * @example
- * ```ts
- * import { lockKey } from "./uri.ts";
- * console.log((await lockKey("nightly-backup")).startsWith("coolock:nightly-backup:")); // true
- * ```
- */
-export async function lockKey(name: string): Promise<string> {
-  const digest = new Uint8Array(
-    await crypto.subtle.digest("SHA-256", new TextEncoder().encode(name)),
-  );
-  const hex = Array.from(
-    digest.subarray(0, 20),
-    (byte) => byte.toString(16).padStart(2, "0"),
-  ).join("");
-  return `coolock:${name.replace(/[^A-Za-z0-9._-]/g, "_").slice(0, 15)}:${hex}`;
 }

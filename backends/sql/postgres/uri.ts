@@ -1,27 +1,25 @@
 /**
  * `postgres://` and `postgresql://` URIs, in libpq's spelling, turned into
- * postgres.js connection options.
+ * postgres.js connection options. Checked at `open()` time, before anything
+ * connects; messages show only the redacted URI.
  *
  * @module
  */
 
-import { parseBackendUri } from "../../../src/uri.ts";
+import { type HostPort, parseBackendUri } from "../../../src/uri.ts";
 import { checkSqlParams, connectTimeoutMs, sqlTls } from "../uri.ts";
 
 /**
  * What a PostgreSQL URI says, checked: the postgres.js options (without the
  * per-session ones) and the bound on every call.
- *
- * @example
- * ```ts
- * import { parsePostgresUri } from "./uri.ts";
- * const parsed = parsePostgresUri("postgres://app:pw@db/locks");
- * console.log(parsed.display, parsed.options.database); // postgres://app:***@db/locks locks
- * ```
  */
-export interface PostgresUri {
+export interface PostgresTarget {
   /** The URI with its password replaced by `***`. */
   readonly display: string;
+  /** The hosts, in order: postgres.js tries the next when one fails. */
+  readonly hosts: readonly HostPort[];
+  /** The TLS files named, for the read permission. */
+  readonly files: readonly string[];
   /** Connection options for `postgres()`: hosts, credentials, TLS. */
   readonly options: {
     host: string[];
@@ -50,15 +48,8 @@ const TLS = {
  * Parses and checks a PostgreSQL URI:
  * `postgres[ql]://[user[:password]@]host[:port][,host[:port]...][/database][?sslmode=…&sslrootcert=…&sslcert=…&sslkey=…&connect_timeout=…]`.
  * Throws `TypeError` naming what is wrong, never with the password.
- *
- * @example
- * ```ts
- * import { parsePostgresUri } from "./uri.ts";
- * const { options } = parsePostgresUri("postgresql://db1,db2:5433?sslmode=disable");
- * console.log(options.port); // [ 5432, 5433 ]
- * ```
  */
-export function parsePostgresUri(text: string): PostgresUri {
+export function parsePostgresUri(text: string): PostgresTarget {
   const uri = parseBackendUri(text, 5432);
   const { display } = uri;
   if (uri.scheme !== "postgres" && uri.scheme !== "postgresql") {
@@ -73,10 +64,10 @@ export function parsePostgresUri(text: string): PostgresUri {
   const database = uri.path.replace(/^\//, "");
   if (database.includes("/")) {
     throw new TypeError(
-      `Backend URI '${display}' has a bad database name '${database}'`,
+      `Backend URI '${display}' has a '/' in its database name: a path is one database`,
     );
   }
-  const { files, mode } = sqlTls(uri, TLS);
+  const { files, mode, paths } = sqlTls(uri, TLS);
   const timeoutMs = connectTimeoutMs(uri);
   const verify = mode === "verify-ca" || mode === "verify-full";
   const ssl = mode === "disable"
@@ -91,6 +82,8 @@ export function parsePostgresUri(text: string): PostgresUri {
     };
   return {
     display,
+    hosts: uri.hosts,
+    files: paths,
     options: {
       host: uri.hosts.map(({ host }) => host),
       port: uri.hosts.map(({ port }) => port),

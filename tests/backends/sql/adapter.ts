@@ -6,28 +6,34 @@
  */
 
 import type { Backend, LockRequest } from "../../../src/backend.ts";
-import type { ContractFixture } from "../../contract/fixture.ts";
 import type { TestCertificates } from "../../helpers/certs.ts";
 import type { ServerRecipe } from "../../helpers/servers/server.ts";
+import type { SqlFixture } from "./fixture.ts";
+
+/** A coolock of the previous release, as its statements ran, on a connection of its own. */
+export interface PreviousRelease {
+  /** Its attempt: the session lock, then its stamp; the token, or undefined. */
+  take(lock: string, guardMs?: number): Promise<bigint | undefined>;
+  /** Ends its connection, and so its session lock. */
+  close(): Promise<void>;
+}
 
 /** What the shared SQL tests need to know of one backend and its server. */
 export interface SqlAdapter {
   /** The factory's name (`postgres`, `mysql`), also the test-name prefix. */
   readonly name: string;
-  /** The backend module, which exports the factory under `name`. */
-  readonly module: URL;
   /** The factory. */
   open(uri: string): Backend;
   /** What the server calls a connection, for test names. */
   readonly noun: "session" | "connection";
-  /** A URI of this scheme on a host that doesn't exist. */
-  readonly offlineUri: string;
   /** URIs the factory must refuse, and what its message must say. */
   readonly badUris: readonly (readonly [string, RegExp])[];
   /** The live server; `undefined` when it can't run here. */
-  readonly fixture: ContractFixture | undefined;
-  /** Ends the connection that holds `lock`, as an operator would: how many. */
-  killHolder(lock: string): Promise<number>;
+  readonly fixture: SqlFixture | undefined;
+  /** `held_until − now()` of a slot's row, in ms, by the server's clock. */
+  leftMs(lock: string, slot?: number): Promise<number | undefined>;
+  /** The row of slot 0, as stored (fence, owner, lim, …). */
+  row(lock: string): Promise<Record<string, unknown> | undefined>;
   /** Makes another owner the owner of `lock`'s row. */
   stealRow(lock: string): Promise<void>;
   /** How many of `names` have a row. */
@@ -36,6 +42,23 @@ export interface SqlAdapter {
   tables(): Promise<number>;
   /** How many connections the test user has open, besides the asking one. */
   sessions(): Promise<number>;
+  /** A coolock of the previous release on `uri`'s database. */
+  previous(database?: "main" | "other"): Promise<PreviousRelease>;
+  /** A second database, where a test makes the tables by hand. */
+  readonly other: {
+    readonly uri: string;
+    /** Drops both tables there, then makes the previous release's table with a row. */
+    makeOldTable(lock: string, fence: number): Promise<void>;
+    /** The columns of `coolock_locks` there. */
+    columns(): Promise<string[]>;
+  };
+  /** A URI without credentials, and the environment that supplies them. */
+  readonly envLogin?: {
+    readonly uri: string;
+    readonly env: Record<string, string>;
+  };
+  /** A URI of a user who may log in but not write the tables. */
+  readonly powerlessUri: string;
   /** How to run the same server over TLS, and what it must accept. */
   readonly tls: {
     server(certs: TestCertificates): ServerRecipe;
@@ -70,6 +93,14 @@ export function request(
   };
 }
 
+/** A fresh lock name. */
+export const fresh = (tag: string): string =>
+  `${tag}-${crypto.randomUUID().slice(0, 13)}`;
+
+/** Resolves after `ms`. */
+export const sleep = (ms: number): Promise<void> =>
+  new Promise((resolve) => setTimeout(resolve, ms));
+
 /** Runs `body` with `count` backends of its own, closed afterwards. */
 export async function withBackends(
   adapter: SqlAdapter,
@@ -84,17 +115,17 @@ export async function withBackends(
   }
 }
 
-/** The code of a process that takes `name` and then waits to be killed. */
-export function holderCode(adapter: SqlAdapter, name: string): string {
-  return `import { ${adapter.name} } from ${
-    JSON.stringify(adapter.module.href)
-  };
-    const claim = await ${adapter.name}(${
-    JSON.stringify(adapter.fixture!.uri)
-  }).tryAcquire({
-      name: ${JSON.stringify(name)}, owner: "child", node: "child",
-      expiresInMs: 60000, guardMs: 0, wait: false,
-      signal: new AbortController().signal });
-    console.log(claim ? "held" : "missed");
-    setInterval(() => {}, 1000);`;
+/** Registers a test that needs the live server. */
+export function serverTest(
+  adapter: SqlAdapter,
+  name: string,
+  fn: () => Promise<void>,
+): void {
+  Deno.test({
+    name: `${adapter.name}: ${name}`,
+    ignore: adapter.fixture === undefined,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn,
+  });
 }

@@ -1,15 +1,23 @@
 /**
- * Shared SQL tests of getting connected: URIs checked at once, no client
- * loaded before use, bounded failures, TLS.
+ * Shared SQL tests of getting connected: URIs checked at once and never
+ * echoed with a secret, bounded failures, refused logins, TLS, and the
+ * Deno permissions the backend declares being all that it needs.
  *
  * @module
  */
 
-import assert from "node:assert/strict";
 import { BackendUnavailableError } from "../../../src/backend.ts";
-import { request, type SqlAdapter } from "./adapter.ts";
+import { checkBackend } from "../../../src/operate.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertRejects,
+  assertThrows,
+} from "../../helpers/assert.ts";
 import { testCertificates } from "../../helpers/certs.ts";
 import { startServer } from "../../helpers/servers/server.ts";
+import { fresh, request, serverTest, type SqlAdapter } from "./adapter.ts";
 
 /** A TCP port that accepts connections and never says a word. */
 function blackHole(): { port: number; close(): Promise<void> } {
@@ -28,107 +36,146 @@ function blackHole(): { port: number; close(): Promise<void> } {
   };
 }
 
+const ROOT = new URL("../../../", import.meta.url);
+
 /** Registers the connection tests for one SQL backend. */
 export function connectTests(adapter: SqlAdapter): void {
   const { name } = adapter;
-  const ignore = adapter.fixture === undefined;
 
-  Deno.test(`${name}: bad URIs are refused at once, without the password`, () => {
+  Deno.test(`${name}: bad URIs are refused at once, one line, without the password`, () => {
     for (const [uri, message] of adapter.badUris) {
-      assert.throws(() => adapter.open(uri), (error: Error) => {
-        assert.ok(error instanceof TypeError, uri);
-        assert.match(error.message, message);
-        assert.doesNotMatch(error.message, /s3cret/);
-        return true;
-      });
+      const error = assertThrows(() => adapter.open(uri), TypeError);
+      assertMatch(error.message, message, uri);
+      assert(!/s3cr/.test(error.message), `the password leaked: ${error}`);
+      assert(!error.message.includes("\n"), "one line");
     }
   });
 
-  Deno.test(`${name}: importing and opening the backend loads no npm client`, async () => {
-    const code = `import { ${name} } from ${
-      JSON.stringify(adapter.module.href)
-    }; ${name}(${JSON.stringify(adapter.offlineUri)}); console.log("ok");`;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["eval", "--no-npm", code],
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert.equal(new TextDecoder().decode(out.stdout).trim(), "ok");
-  });
-
-  Deno.test({
-    name: `${name}: a bad password or no server is BackendUnavailableError`,
-    ignore,
-    async fn() {
+  serverTest(
+    adapter,
+    "a bad password is BackendUnavailableError for a lock, a failed credentials check for check()",
+    async () => {
       const fixture = adapter.fixture!;
-      for (
-        const uri of [
-          fixture.uriWithSecret("wr0ng-s3cret"),
-          fixture.unreachableUri,
-        ]
-      ) {
-        const backend = adapter.open(uri);
-        const started = performance.now();
-        await assert.rejects(
-          backend.tryAcquire(request("x")),
-          (error: Error) => {
-            assert.ok(error instanceof BackendUnavailableError, error.message);
-            assert.doesNotMatch(error.message, /s3cret|coolock-test-pw/);
-            return true;
-          },
-        );
-        assert.ok(performance.now() - started < 6_000);
-        await backend.close();
-      }
+      await using backend = adapter.open(fixture.uriWithSecret("wr0ng-s3cret"));
+      const error = await assertRejects(
+        () => backend.tryAcquire(request("x")),
+        BackendUnavailableError,
+      );
+      assert(!/s3cret|coolock-test-pw/.test(error.message), error.message);
+      const results = await checkBackend(backend);
+      const credentials = results.find((r) => r.name === "credentials");
+      assertEquals(credentials?.status, "fail", JSON.stringify(results));
+      assert(!/s3cret/.test(JSON.stringify(results)), "no secret in check");
     },
-  });
+  );
 
-  Deno.test({
-    name: `${name}: a server that never answers fails within connect_timeout`,
-    ignore,
-    async fn() {
+  serverTest(
+    adapter,
+    "a server that never answers fails within connect_timeout",
+    async () => {
       const hole = blackHole();
       const uri = `${adapter.fixture!.uriAt(hole.port)}?connect_timeout=1`;
-      const backend = adapter.open(uri);
+      await using backend = adapter.open(uri);
       const started = performance.now();
-      await assert.rejects(
-        backend.tryAcquire(request("x")),
+      await assertRejects(
+        () => backend.tryAcquire(request("x")),
         BackendUnavailableError,
       );
       const took = performance.now() - started;
-      assert.ok(took < 3_000, `took ${took} ms`);
-      await backend.close();
+      assert(took < 3_000, `took ${took} ms`);
       await hole.close();
     },
-  });
+  );
 
-  Deno.test({
-    name:
-      `${name}: TLS with a CA verifies the server, and required TLS insists`,
-    ignore,
-    async fn() {
+  serverTest(
+    adapter,
+    "the Deno permissions the backend declares are all a lock needs",
+    async () => {
+      const fixture = adapter.fixture!;
+      const logins = [
+        { uri: fixture.uri, env: {} },
+        ...(adapter.envLogin ? [adapter.envLogin] : []),
+      ];
+      for (const { uri, env } of logins) {
+        const backend = adapter.open(uri);
+        const flags = {
+          net: [] as string[],
+          env: [] as string[],
+          sys: [] as string[],
+        };
+        for (const permission of backend.permissions ?? []) {
+          if (permission.name === "net") flags.net.push(permission.host!);
+          if (permission.name === "env") flags.env.push(permission.variable!);
+          if (permission.name === "sys") flags.sys.push(permission.kind!);
+        }
+        await backend.close();
+        const { module, factory } = fixture.entry;
+        const code = `import { ${factory} } from ${
+          JSON.stringify(new URL(module, ROOT).href)
+        };
+          const backend = ${factory}(${JSON.stringify(uri)});
+          const claim = await backend.tryAcquire({ name: ${
+          JSON.stringify(fresh("perm"))
+        }, owner: "p:1:x", node: "p", limit: 1, expiresInMs: 5000, guardMs: 0,
+            wait: false, signal: new AbortController().signal });
+          await claim.release(0);
+          await backend.close();
+          console.log("ok");`;
+        const script = await Deno.makeTempFile({ suffix: ".ts" });
+        await Deno.writeTextFile(script, code);
+        const denoDir = Deno.env.get("DENO_DIR") ??
+          `${Deno.env.get("HOME")}/.cache/deno`;
+        const out = await new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--quiet",
+            "--no-prompt",
+            `--allow-read=${ROOT.pathname},${denoDir},${script}`,
+            `--allow-net=${flags.net.join(",")}`,
+            `--allow-env=${flags.env.join(",")}`,
+            ...(flags.sys.length ? [`--allow-sys=${flags.sys.join(",")}`] : []),
+            script,
+          ],
+          env,
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        await Deno.remove(script);
+        const decoder = new TextDecoder();
+        assertEquals(
+          decoder.decode(out.stdout).trim(),
+          "ok",
+          `${uri}: ${decoder.decode(out.stderr)}`,
+        );
+      }
+    },
+  );
+
+  serverTest(
+    adapter,
+    "TLS with a CA verifies the server, and required TLS insists",
+    async () => {
       const { tls } = adapter;
       const certs = await testCertificates();
       const tlsServer = await startServer(tls.server(certs));
       try {
         const base = tls.uriAt(tlsServer.port);
-        const lock = `tls-${crypto.randomUUID()}`;
+        const lock = fresh("tls");
         for (const query of tls.accepted(certs)) {
           await using backend = adapter.open(`${base}?${query}`);
           const claim = await backend.tryAcquire(request(lock));
-          assert.ok(claim, query);
+          assert(claim, query);
           if (tls.encrypted) {
             const encrypted = await tls.encrypted(tlsServer.port, lock);
-            assert.equal(encrypted, true, "the holder's session is encrypted");
+            assertEquals(encrypted, true, "the holder's session is encrypted");
           }
           await claim.release(0);
         }
         for (const uri of tls.refused(base, certs)) {
           await using backend = adapter.open(uri);
-          await assert.rejects(
-            backend.tryAcquire(request(lock)),
+          await assertRejects(
+            () => backend.tryAcquire(request(lock)),
             BackendUnavailableError,
-            uri,
           );
         }
       } finally {
@@ -140,5 +187,5 @@ export function connectTests(adapter: SqlAdapter): void {
         await Deno.remove(certs.dir, { recursive: true });
       }
     },
-  });
+  );
 }

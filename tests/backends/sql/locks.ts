@@ -1,16 +1,26 @@
 /**
- * Shared SQL tests of the lock itself: names as data, fencing tokens, guard
- * time by the server's clock, the row's owner, wait mode.
+ * Shared SQL tests of the lock and its rows: names as data in one table,
+ * keys that don't collide, the lease row renewed by the server's clock,
+ * durations up to 366 days, the row's owner, the stored limit, and waiting
+ * sessions that end.
  *
  * @module
  */
 
-import assert from "node:assert/strict";
 import type { Claim } from "../../../src/backend.ts";
-import { LockLostError } from "../../../src/backend.ts";
+import { LimitMismatchError, LockLostError } from "../../../src/errors.ts";
 import { acquire } from "../../../src/lease.ts";
-import { eventually } from "../../helpers/cli.ts";
-import { request, type SqlAdapter, withBackends } from "./adapter.ts";
+import { forceRelease } from "../../../src/operate.ts";
+import { assert, assertEquals, assertRejects } from "../../helpers/assert.ts";
+import { eventually, runCli } from "../../helpers/cli.ts";
+import {
+  fresh,
+  request,
+  serverTest,
+  sleep,
+  type SqlAdapter,
+  withBackends,
+} from "./adapter.ts";
 
 const NAMES = [
   "it's; DROP TABLE coolock_locks; --",
@@ -20,121 +30,190 @@ const NAMES = [
   "\\'; SELECT 1; --",
   "Case",
   "case",
+  "a:1",
   "a".repeat(200),
   "a".repeat(199) + "b",
 ];
 
+const DAY_MS = 86_400_000;
+
 /** Registers the lock tests for one SQL backend. */
 export function lockTests(adapter: SqlAdapter): void {
-  const { name: backend, noun } = adapter;
-  const ignore = adapter.fixture === undefined;
-
-  Deno.test({
-    name:
-      `${backend}: names with quotes, backslashes, case and emoji are only data`,
-    ignore,
-    async fn() {
+  serverTest(
+    adapter,
+    "names with quotes, backslashes, case and emoji are only data, in one table",
+    async () => {
       await withBackends(adapter, 2, async (a, b) => {
         const claims: Claim[] = [];
         for (const name of NAMES) {
           const claim = await a.tryAcquire(request(name));
-          assert.ok(claim, `first owner takes ${name}`);
-          assert.equal(await b.tryAcquire(request(name)), undefined, name);
+          assert(claim, `first owner takes ${name}`);
+          assertEquals(await b.tryAcquire(request(name)), undefined, name);
           claims.push(claim);
         }
-        await Promise.all(claims.map((claim) => claim.release(0)));
-        const again = await b.tryAcquire(request(NAMES[0]));
-        assert.ok(again);
-        await again.release(0);
+        // Slot 1 of "a" is not the lock "a:1".
+        const semaphore = await b.tryAcquire(request("a", { limit: 2 }));
+        assertEquals(semaphore?.slot, 0, "slot 0 of 'a' is free");
+        const second = await b.tryAcquire(request("a", { limit: 2 }));
+        assertEquals(second?.slot, 1, "and so is slot 1, though 'a:1' is held");
+        await Promise.all(
+          [...claims, semaphore!, second!].map((claim) => claim.release(0)),
+        );
       });
-      assert.equal(await adapter.tables(), 1);
-      assert.equal(await adapter.rows(NAMES), NAMES.length);
+      assertEquals(await adapter.tables(), 1);
+      assertEquals(await adapter.rows(NAMES), NAMES.length);
     },
-  });
+  );
 
-  Deno.test({
-    name: `${backend}: 100 distinct names are held at once without colliding`,
-    ignore,
-    async fn() {
+  serverTest(
+    adapter,
+    "100 distinct names are held at once without colliding",
+    async () => {
       await withBackends(adapter, 1, async (one) => {
-        const names = Array.from({ length: 100 }, (_, i) => `collide-${i}`);
+        const names = Array.from({ length: 100 }, (_, i) => fresh(`n${i}`));
         const claims = await Promise.all(
           names.map((name) => one.tryAcquire(request(name))),
         );
-        assert.equal(claims.filter(Boolean).length, names.length);
+        assertEquals(claims.filter(Boolean).length, names.length);
         await Promise.all(claims.map((claim) => claim?.release(0)));
       });
     },
-  });
+  );
 
-  Deno.test({
-    name: `${backend}: fencing tokens increase across backends and guard time`,
-    ignore,
-    async fn() {
-      const name = `fence-${crypto.randomUUID()}`;
+  serverTest(
+    adapter,
+    "the row's lease is renewed by the server's clock, and a release ends it",
+    async () => {
+      const name = fresh("lease");
+      await withBackends(adapter, 1, async (a) => {
+        const claim = await a.tryAcquire(request(name, { expiresInMs: 3_000 }));
+        assert(claim);
+        const first = (await adapter.leftMs(name))!;
+        assert(first > 2_000 && first <= 3_000, `lease left ${first} ms`);
+        await claim.renew(60_000, AbortSignal.timeout(5_000));
+        const renewed = (await adapter.leftMs(name))!;
+        assert(renewed > 55_000, `renewed lease left ${renewed} ms`);
+        await claim.release(0);
+        const released = (await adapter.leftMs(name))!;
+        assert(released <= 0, `a release ends the lease: ${released} ms`);
+      });
+    },
+  );
+
+  serverTest(
+    adapter,
+    "leases and guard times up to 366 days work, by the server's clock",
+    async () => {
       await withBackends(adapter, 2, async (a, b) => {
-        const tokens: bigint[] = [];
-        for (const each of [a, b, a, b]) {
-          const claim = await each.tryAcquire(request(name));
-          assert.ok(claim);
-          tokens.push(claim.token);
-          await claim.release(0);
+        for (
+          const [expiresInMs, guardMs] of [[366 * DAY_MS, 0], [
+            30_000,
+            25 * DAY_MS,
+          ]]
+        ) {
+          const name = fresh("long");
+          const claim = await a.tryAcquire(
+            request(name, { expiresInMs, guardMs }),
+          );
+          assert(claim, `a ${expiresInMs} ms lease with ${guardMs} ms guard`);
+          const left = (await adapter.leftMs(name))!;
+          const want = Math.max(expiresInMs, guardMs);
+          assert(
+            Math.abs(left - want) < 60_000,
+            `the row holds ${left} ms, not ${want}`,
+          );
+          await claim.renew(want, AbortSignal.timeout(5_000));
+          assertEquals(await b.tryAcquire(request(name)), undefined);
+          await claim.release(guardMs);
+          if (guardMs > 0) {
+            assertEquals(await b.tryAcquire(request(name)), undefined);
+            await forceRelease(b, name);
+          }
         }
-        assert.deepEqual(tokens, [1n, 2n, 3n, 4n]);
       });
+      // The CLI with the guard time of issue 13: it runs, and exits 0.
+      const name = fresh("g600h");
+      const run = await runCli([
+        "--log-file",
+        "-",
+        "-b",
+        adapter.fixture!.uri,
+        "-l",
+        name,
+        "-g",
+        "600h",
+        "--",
+        "true",
+      ], { env: adapter.fixture!.env });
+      assertEquals(run.code, 0, run.stderr);
+      const left = (await adapter.leftMs(name))!;
+      assert(left > 599 * 3_600_000, `guard time left ${left} ms`);
+      await using c = adapter.fixture!.open();
+      await forceRelease(c, name);
     },
-  });
+  );
 
-  Deno.test({
-    name: `${backend}: guard time outlives the holder's ${noun}, by the server`,
-    ignore,
-    async fn() {
-      const name = `guard-${crypto.randomUUID()}`;
-      await withBackends(adapter, 2, async (a, b) => {
-        const claim = await a.tryAcquire(request(name, { guardMs: 1_500 }));
-        assert.ok(claim);
-        const started = performance.now();
-        assert.equal(await adapter.killHolder(name), 1);
-        await eventually(() => claim.lost!.aborted, 2_000, "lost");
-        assert.equal(await b.tryAcquire(request(name)), undefined);
-        let next: Claim | undefined;
-        await eventually(
-          async () => (next = await b.tryAcquire(request(name))) !== undefined,
-          5_000,
-          "the guard time to pass",
-        );
-        const waited = performance.now() - started;
-        assert.ok(waited > 1_200, `waited ${waited} ms`);
-        assert.equal(next!.token, claim.token + 1n);
-        await next!.release(800);
-        assert.equal(await a.tryAcquire(request(name)), undefined);
-      });
-    },
-  });
-
-  Deno.test({
-    name: `${backend}: renew refuses a lock whose row another owner took`,
-    ignore,
-    async fn() {
-      const name = `row-${crypto.randomUUID()}`;
+  serverTest(
+    adapter,
+    "renew refuses a lock whose row another owner took",
+    async () => {
+      const name = fresh("row");
       await withBackends(adapter, 1, async (a) => {
         const claim = await a.tryAcquire(request(name));
-        assert.ok(claim);
+        assert(claim);
         await adapter.stealRow(name);
-        await assert.rejects(
-          claim.renew(4_000, AbortSignal.timeout(2_000)),
+        await assertRejects(
+          () => claim.renew(4_000, AbortSignal.timeout(2_000)),
           LockLostError,
         );
         await claim.release(0);
       });
     },
-  });
+  );
 
-  Deno.test({
-    name: `${backend}: wait mode hands off at release, and cleans up on abort`,
-    ignore,
-    async fn() {
-      const name = `wait-${crypto.randomUUID()}`;
+  serverTest(
+    adapter,
+    "the stored limit binds until the leases given under it have run out, or a forced release",
+    async () => {
+      const name = fresh("limit");
+      await withBackends(adapter, 2, async (a, b) => {
+        const three = { limit: 3, expiresInMs: 2_000 };
+        const claim = await a.tryAcquire(request(name, three));
+        assert(claim);
+        assertEquals((await adapter.row(name))?.lim, 3);
+        await claim.release(0);
+        // Released, but a lease given under limit 3 may still live elsewhere.
+        const early = await b.tryAcquire(request(name, { limit: 2 })).then(
+          (c) => c,
+          (e) => e,
+        );
+        assert(early instanceof LimitMismatchError, `mismatch: ${early}`);
+        await eventually(
+          async () => {
+            const next = await b.tryAcquire(request(name, { limit: 2 }))
+              .catch(() => undefined);
+            await next?.release(0);
+            return next !== undefined;
+          },
+          5_000,
+          "limit 2 to be accepted once limit 3's leases ran out",
+        );
+        const again = await a.tryAcquire(request(name, three))
+          .then((c) => c, (e) => e);
+        assert(again instanceof LimitMismatchError, `now 2 binds: ${again}`);
+        await forceRelease(a, name);
+        const after = await a.tryAcquire(request(name, three));
+        assert(after, "a forced release forgets the limit");
+        await after.release(0);
+      });
+    },
+  );
+
+  serverTest(
+    adapter,
+    "waiting sessions end after the handoff and on abort",
+    async () => {
+      const name = fresh("wait");
       const before = await adapter.sessions();
       await withBackends(adapter, 2, async (a, b) => {
         const first = await acquire({
@@ -150,15 +229,9 @@ export function lockTests(adapter: SqlAdapter): void {
           guardTime: 0,
           waitTimeout: 10,
         });
-        await new Promise((resolve) => setTimeout(resolve, 1_500));
-        const released = performance.now();
+        await sleep(1_000);
         await first.release();
         const second = await waiting;
-        const handoff = performance.now() - released;
-        console.log(`handoff ${handoff.toFixed(1)} ms`);
-        assert.ok(handoff < 500, `handoff took ${handoff} ms`);
-        assert.ok(second.token > first.token);
-
         const stop = new AbortController();
         const third = acquire({
           backend: a,
@@ -168,11 +241,11 @@ export function lockTests(adapter: SqlAdapter): void {
           waitTimeout: 30,
           signal: stop.signal,
         });
-        await new Promise((resolve) => setTimeout(resolve, 500));
+        await sleep(500);
         const aborted = performance.now();
         stop.abort(new Error("stop waiting"));
-        await assert.rejects(third, /stop waiting/);
-        assert.ok(performance.now() - aborted < 200);
+        await assertRejects(() => third);
+        assert(performance.now() - aborted < 200, "the wait ends at once");
         await second.release();
       });
       await eventually(
@@ -181,5 +254,5 @@ export function lockTests(adapter: SqlAdapter): void {
         "every session to close",
       );
     },
-  });
+  );
 }

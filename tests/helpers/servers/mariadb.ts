@@ -18,6 +18,10 @@ export const MARIADB_PASSWORD = "coolock-test-pw";
 export const MARIADB_TLS_USER = "coolock_tls";
 /** The test database. */
 export const MARIADB_DATABASE = "coolock";
+/** A second database of the test user's, for tables made by hand. */
+export const MARIADB_OTHER_DATABASE = "coolock_other";
+/** A user who may only read the test database (same password). */
+export const MARIADB_POWERLESS_USER = "coolock_ro";
 
 const SMALL = [
   "--innodb-log-file-size=4M",
@@ -51,7 +55,11 @@ export const mariadbServer: ServerRecipe = {
         `CREATE DATABASE IF NOT EXISTS ${MARIADB_DATABASE};\n` +
         `GRANT ALL PRIVILEGES ON ${MARIADB_DATABASE}.* TO '${MARIADB_USER}'@'%';\n` +
         `CREATE USER IF NOT EXISTS '${MARIADB_TLS_USER}'@'%' IDENTIFIED BY '${MARIADB_PASSWORD}' REQUIRE SSL;\n` +
-        `GRANT ALL PRIVILEGES ON ${MARIADB_DATABASE}.* TO '${MARIADB_TLS_USER}'@'%';\n`,
+        `GRANT ALL PRIVILEGES ON ${MARIADB_DATABASE}.* TO '${MARIADB_TLS_USER}'@'%';\n` +
+        `CREATE DATABASE IF NOT EXISTS ${MARIADB_OTHER_DATABASE};\n` +
+        `GRANT ALL PRIVILEGES ON ${MARIADB_OTHER_DATABASE}.* TO '${MARIADB_USER}'@'%';\n` +
+        `CREATE USER IF NOT EXISTS '${MARIADB_POWERLESS_USER}'@'%' IDENTIFIED BY '${MARIADB_PASSWORD}';\n` +
+        `GRANT SELECT ON ${MARIADB_DATABASE}.* TO '${MARIADB_POWERLESS_USER}'@'%';\n`,
     );
   },
   command: (dir, [port]) => ({

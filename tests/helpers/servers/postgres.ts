@@ -20,6 +20,10 @@ export const POSTGRES_USER = "coolock";
 export const POSTGRES_PASSWORD = "coolock-test-pw";
 /** The test database. */
 export const POSTGRES_DATABASE = "coolock";
+/** A second database of the test role's, for tables made by hand. */
+export const POSTGRES_OTHER_DATABASE = "coolock_other";
+/** A role that may log in and do nothing else (same password). */
+export const POSTGRES_POWERLESS_USER = "coolock_ro";
 
 const asPostgres = [
   "--reuid",
@@ -68,7 +72,9 @@ const copyTemplate = dataTemplate("coolock-pg-template-", async (root) => {
   const writer = bootstrap.stdin.getWriter();
   await writer.write(new TextEncoder().encode(
     `CREATE ROLE ${POSTGRES_USER} LOGIN PASSWORD '${POSTGRES_PASSWORD}';\n` +
-      `CREATE DATABASE ${POSTGRES_DATABASE} OWNER ${POSTGRES_USER};\n`,
+      `CREATE DATABASE ${POSTGRES_DATABASE} OWNER ${POSTGRES_USER};\n` +
+      `CREATE DATABASE ${POSTGRES_OTHER_DATABASE} OWNER ${POSTGRES_USER};\n` +
+      `CREATE ROLE ${POSTGRES_POWERLESS_USER} LOGIN PASSWORD '${POSTGRES_PASSWORD}';\n`,
   ));
   await writer.close();
   const out = await bootstrap.output();
@@ -154,9 +160,10 @@ function signalAll(pids: number[], signal: Deno.Signal): void {
 
 /**
  * The same server, but `pause()` stops the whole server and not only the
- * postmaster. Each PostgreSQL session is a process of its own that keeps
- * answering while the postmaster is stopped; a hung host or a partition
- * stops them all, so the fault tests get that.
+ * postmaster, and `kill()` kills it all. Each PostgreSQL session is a
+ * process of its own that keeps answering while the postmaster is stopped;
+ * a hung host or a partition stops them all, so the fault tests get that.
+ * After `kill()`, `restart()` recovers the data dir as after a crash.
  */
 export function wholeServer(server: TestServer): TestServer {
   return {
@@ -176,9 +183,33 @@ export function wholeServer(server: TestServer): TestServer {
       signalAll(childrenOf(server.pid), "SIGCONT");
       server.resume();
     },
-    kill: () => server.kill(),
+    async kill() {
+      // The sessions are children of the postmaster and outlive it; a new
+      // postmaster refuses to start while they hold its shared memory. They
+      // are found before the postmaster dies (orphans get a new parent).
+      server.pause();
+      const sessions = childrenOf(server.pid);
+      signalAll(sessions, "SIGKILL");
+      await server.kill();
+      await gone(sessions);
+    },
     restart: () => server.restart(),
   };
+}
+
+/** Resolves once none of `pids` runs (a zombie has ended). */
+async function gone(pids: number[]): Promise<void> {
+  const running = (pid: number) => {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      return stat.slice(stat.lastIndexOf(")") + 2)[0] !== "Z";
+    } catch {
+      return false;
+    }
+  };
+  for (let i = 0; i < 500 && pids.some(running); i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
 }
 
 /** The same server with TLS on, serving `certs`' server certificate. */

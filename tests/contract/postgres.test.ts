@@ -1,0 +1,4 @@
+import { postgresFixture } from "../backends/sql/fixture.ts";
+import { contract } from "./suite.ts";
+
+contract(await postgresFixture(), "postgres");
