@@ -1,74 +1,21 @@
 /**
  * The supervised command. It runs in a session and process group of its
- * own (so a lost lock can end the whole group), with stdin, stdout and stderr
- * inherited (binary-safe, nothing buffered).
+ * own, with stdin, stdout and stderr inherited (binary-safe, nothing
+ * buffered), and the job is that whole group: when it must end (a lost
+ * lock, a signal, or the command's exit with processes left behind), the
+ * group gets SIGTERM, then SIGKILL after the kill-after time, and coolock
+ * waits until no live process of it is left.
  *
- * If coolock dies by SIGKILL or OOM, the job must not run on without its
- * lock. So the command starts through a tiny `/bin/sh` trampoline that first
- * forks a watchdog into the job's process group and then `exec`s the command
- * in place (same PID, same argv). The watchdog exists before the command's
- * first instruction, so there is no moment in which the job runs unguarded;
- * it checks every `pollSeconds` that coolock is alive, and when coolock is
- * gone it ends the group: SIGTERM, then SIGKILL after the kill-after time.
- * It exits quietly once the command has ended.
+ * With a watchdog (src/cli/watchdog.ts) the command starts through its
+ * trampoline, which `exec`s it in place; without one (`--unguarded`) Deno
+ * starts it directly.
  *
  * @module
  */
 
 import { EXIT } from "./exit_codes.ts";
-
-/** Process groups, sessions and /bin/sh exist; on Windows only the child itself is signalled. */
-const POSIX = Deno.build.os !== "windows";
-
-const TRAMPOLINE = `coolock=$PPID
-(
-  trap '' INT TERM HUP QUIT
-  exec </dev/null >/dev/null 2>&1
-  while kill -0 "$coolock" && kill -0 "$$"; do sleep "$COOLOCK_WATCH_POLL"; done
-  kill -0 "$$" || exit 0
-  kill -TERM "-$$"
-  sleep "$COOLOCK_WATCH_KILL_AFTER"
-  kill -KILL "-$$"
-) &
-unset COOLOCK_WATCH_POLL COOLOCK_WATCH_KILL_AFTER
-exec "$@"`;
-
-function hasShell(): boolean {
-  try {
-    return Deno.statSync("/bin/sh").isFile;
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Fails like a shell would, but with coolock's own message, for a command
- * that can't run; the trampoline's \`exec\` would only say so on stderr.
- */
-function checkRunnable(command: string, path: string): void {
-  const candidates = command.includes("/")
-    ? [command]
-    : path.split(":").map((dir) => `${dir || "."}/${command}`);
-  let found = false;
-  for (const candidate of candidates) {
-    let info: Deno.FileInfo;
-    try {
-      info = Deno.statSync(candidate);
-    } catch (error) {
-      // Without read permission for the PATH, the shell's exec decides.
-      if (error instanceof Deno.errors.NotCapable) return;
-      continue;
-    }
-    found = true;
-    if (info.isFile && ((info.mode ?? 0o111) & 0o111) !== 0) return;
-  }
-  throw found && command.includes("/")
-    ? new SpawnError(
-      `Command '${command}' can't be executed: permission denied`,
-      EXIT.cannotExecute,
-    )
-    : new SpawnError(`Command '${command}' not found`, EXIT.notFound);
-}
+import { pause, POSIX, reachable, signalGroup } from "./group.ts";
+import type { Census, Watchdog } from "./watchdog.ts";
 
 /** The command could not be started: exit code and one line for stderr. */
 export class SpawnError extends Error {
@@ -78,76 +25,83 @@ export class SpawnError extends Error {
   }
 }
 
-function groupAlive(pgid: number): boolean {
-  if (!POSIX) return false;
-  try {
-    Deno.kill(-pgid, "SIGCONT");
-    return true;
-  } catch {
-    return false;
+/** How long coolock waits for a SIGKILLed group to be gone. */
+const GONE_TIMEOUT_MS = 5_000;
+/** How often coolock looks at the group while it waits for it to go. */
+const LOOK_EVERY_MS = 50;
+
+/** coolock's environment minus its own settings, for a job Deno starts itself. */
+function jobEnvironment(added: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(Deno.env.toObject())) {
+    if (!name.startsWith("COOLOCK_")) env[name] = value;
   }
+  return { ...env, ...added };
 }
 
-/** A running command and its watchdog. */
-export class Supervised {
+function spawnError(command: string, error: unknown): SpawnError {
+  const shown = JSON.stringify(command).slice(1, -1);
+  if (error instanceof Deno.errors.NotFound) {
+    return new SpawnError(`Command '${shown}' not found`, EXIT.notFound);
+  }
+  if (error instanceof Deno.errors.PermissionDenied) {
+    return new SpawnError(
+      `Command '${shown}' can't be executed: permission denied`,
+      EXIT.cannotExecute,
+    );
+  }
+  return new SpawnError(
+    `Command '${shown}' can't be started: ${(error as Error).message}`,
+    EXIT.cannotExecute,
+  );
+}
+
+/** A running command, its process group, and the guard in it. */
+export class Job {
   readonly #child: Deno.ChildProcess;
-  /** Whether a watchdog ends the command if coolock itself is killed. */
-  readonly guarded: boolean;
+  readonly #watchdog: Watchdog | undefined;
+  #exited = false;
   /** Resolves the command's exit status. */
   readonly status: Promise<Deno.CommandStatus>;
 
-  private constructor(child: Deno.ChildProcess, guarded: boolean) {
+  private constructor(child: Deno.ChildProcess, watchdog?: Watchdog) {
     this.#child = child;
-    this.guarded = guarded;
+    this.#watchdog = watchdog;
     this.status = child.status;
+    void this.status.then(() => this.#exited = true);
   }
 
   /**
-   * Starts `argv` with `env` added to coolock's environment. The watchdog
-   * checks on coolock every `pollSeconds`. Throws `SpawnError` (127 not
-   * found, 126 not executable).
+   * Starts `argv` with `added` in its environment: under `watchdog`'s guard,
+   * or directly when there is none. Throws `SpawnError` (127 not found, 126
+   * not executable).
    */
   static start(
     argv: readonly string[],
-    env: Record<string, string>,
-    options: { readonly killAfterMs: number; readonly pollSeconds: number },
-  ): Supervised {
-    const [command] = argv;
-    const guarded = POSIX && hasShell();
-    if (guarded) checkRunnable(command, Deno.env.get("PATH") ?? "");
-    const [cmd, ...args] = guarded
-      ? ["/bin/sh", "-c", TRAMPOLINE, "coolock-job", ...argv]
+    added: Record<string, string>,
+    options: { readonly watchdog?: Watchdog; readonly graceSeconds: number },
+  ): Job {
+    const { watchdog } = options;
+    const [cmd, ...args] = watchdog
+      ? watchdog.trampoline(argv, options.graceSeconds)
       : argv;
     try {
       const child = new Deno.Command(cmd, {
         args,
-        env: guarded
-          ? {
-            ...env,
-            COOLOCK_WATCH_POLL: String(options.pollSeconds),
-            COOLOCK_WATCH_KILL_AFTER: String(options.killAfterMs / 1000),
-          }
-          : env,
+        // The trampoline drops coolock's settings itself, seeing the whole
+        // environment however Deno was scoped.
+        ...(watchdog
+          ? { env: added }
+          : { env: jobEnvironment(added), clearEnv: true }),
         stdin: "inherit",
         stdout: "inherit",
         stderr: "inherit",
         detached: POSIX,
       }).spawn();
-      return new Supervised(child, guarded);
+      return new Job(child, watchdog);
     } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new SpawnError(`Command '${command}' not found`, EXIT.notFound);
-      }
-      if (error instanceof Deno.errors.PermissionDenied) {
-        throw new SpawnError(
-          `Command '${command}' can't be executed: permission denied`,
-          EXIT.cannotExecute,
-        );
-      }
-      throw new SpawnError(
-        `Command '${command}' can't be started: ${(error as Error).message}`,
-        EXIT.cannotExecute,
-      );
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      throw spawnError(argv[0], error);
     }
   }
 
@@ -158,27 +112,66 @@ export class Supervised {
 
   /** Sends a signal to the command's whole process group. */
   signal(signal: Deno.Signal): void {
-    try {
-      if (POSIX) Deno.kill(-this.#child.pid, signal);
-      else this.#child.kill(signal);
-    } catch { /* the group is gone */ }
+    if (this.#watchdog && !this.#watchdog.closed) {
+      this.#watchdog.signal(this.pid, signal);
+    } else if (POSIX) signalGroup(this.pid, signal);
+    else {
+      try {
+        this.#child.kill(signal);
+      } catch { /* it has exited */ }
+    }
   }
 
   /**
-   * SIGTERM to the group, SIGKILL after `killAfterMs`; resolves once the
-   * command and every process left in its group are gone.
+   * Who is left in the group. `exact` is false where only a signal can
+   * tell (no watchdog, no /proc): then the guard and zombies count too.
    */
-  async terminate(killAfterMs: number): Promise<void> {
-    this.signal("SIGTERM");
-    const deadline = performance.now() + killAfterMs;
-    let exited = false;
-    void this.status.then(() => exited = true);
-    while (
-      performance.now() < deadline && (!exited || groupAlive(this.#child.pid))
-    ) {
-      await new Promise((resolve) => setTimeout(resolve, 25));
+  async census(): Promise<Census> {
+    const counted = await this.#watchdog?.census(this.pid);
+    if (counted) return counted;
+    const any = reachable(this.pid) ? 1 : 0;
+    return { others: any, all: any, exact: false };
+  }
+
+  /** Whether the command and every process of its group but the guard have gone. */
+  async #over(): Promise<boolean> {
+    return this.#exited && (await this.census()).others === 0;
+  }
+
+  /**
+   * Ends the group: `first` (unless undefined: already sent), then SIGKILL
+   * to the whole group, guard included, once the command and its leftovers
+   * have gone, or at `killAt` (a `performance.now()` time), or when `now`
+   * aborts. Resolves once no live process of the group is left (bounded),
+   * with whether the SIGKILL had to end more than the guard.
+   */
+  async end(options: {
+    readonly first?: Deno.Signal;
+    readonly killAt: number;
+    readonly now?: AbortSignal;
+  }): Promise<boolean> {
+    if (!POSIX) {
+      this.signal("SIGKILL");
+      await this.status;
+      return true;
     }
-    this.signal("SIGKILL");
+    if (options.first) this.signal(options.first);
+    let over = await this.#over();
+    while (!over && !options.now?.aborted) {
+      const left = options.killAt - performance.now();
+      if (left <= 0) break;
+      await pause(Math.min(LOOK_EVERY_MS, left), options.now);
+      over = await this.#over();
+    }
+    // The guard keeps the group's id in use until now, so this SIGKILL
+    // can't reach a group that took the id over.
+    if ((await this.census()).all > 0) this.signal("SIGKILL");
+    const giveUpAt = performance.now() + GONE_TIMEOUT_MS;
+    while (performance.now() < giveUpAt) {
+      if (this.#exited && (await this.census()).all === 0) break;
+      await pause(LOOK_EVERY_MS);
+    }
     await this.status;
+    return !over;
   }
 }
