@@ -26,6 +26,7 @@ import {
 import { printSettings } from "./src/cli/config/print.ts";
 import { EXIT, InputError } from "./src/cli/exit_codes.ts";
 import { LimitMismatchError } from "./src/errors.ts";
+import { withTimeout } from "./src/timing.ts";
 import { Logger } from "./src/cli/log.ts";
 import { fail, runLocked } from "./src/cli/run.ts";
 import { checkOptions, type LockOptions, problemOf } from "./src/options.ts";
@@ -200,6 +201,9 @@ async function subcommand(
   });
 }
 
+/** How long closing the backend may hold the exit, in ms. */
+const CLOSE_BOUND_MS = 2_000;
+
 /** Runs the CLI with `argv` and resolves the exit code. */
 export async function main(
   argv: readonly string[] = Deno.args,
@@ -225,7 +229,13 @@ export async function main(
     const secrets = settings.backend.value === undefined
       ? []
       : secretsOf(settings.backend.value);
-    await using backend = await backendOf(settings);
+    const backend = await backendOf(settings);
+    // Closed with a bound: after a signal or a lost server, a close that
+    // waits on a hung connection must not hold the exit.
+    await using _closing = {
+      [Symbol.asyncDispose]: () =>
+        withTimeout(backend.close(), CLOSE_BOUND_MS).catch(() => {}),
+    };
     checkSettings(settings, backend);
     if (args.switches.has("print-config")) {
       write(printSettings(settings, files, backend.displayUri));
@@ -247,7 +257,7 @@ export async function main(
     logger.debug(
       `Using backend '${backend.displayUri}' as node '${settings.node.value}'`,
     );
-    // limit and unguarded are read by run.ts once RunPlan has them.
+    const logPath = settings["log-file"].value;
     const plan = {
       backend,
       lock: settings.lock.value,
@@ -261,6 +271,12 @@ export async function main(
       conflictExitCode: settings["conflict-exit-code"].value,
       command,
       logger,
+      // The log file and its rotated copies: a missing grant is exit 77
+      // before the lock, not a silent fall back to stderr.
+      permissions: logPath === "-" ? [] : [
+        { name: "read", path: logPath } as const,
+        { name: "write", path: logPath } as const,
+      ],
     };
     return await runLocked(plan);
   } catch (error) {

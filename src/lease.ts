@@ -231,6 +231,7 @@ function startLease(
   const guardEndsAt = acquiredAt + guardMs;
   let cancelRenew = () => {};
   let cancelDeadline = () => {};
+  let deadline = Infinity;
   let released: Promise<void> | undefined;
 
   const lose = (why: string, cause?: unknown) => {
@@ -247,8 +248,9 @@ function startLease(
   };
   const armDeadline = (confirmedSentAt: number) => {
     cancelDeadline();
-    checked.onDeadline?.(confirmedSentAt + ttlMs - marginMs);
-    const due = confirmedSentAt + ttlMs - marginMs - performance.now();
+    deadline = confirmedSentAt + ttlMs - marginMs;
+    checked.onDeadline?.(deadline);
+    const due = deadline - performance.now();
     cancelDeadline = later(
       () =>
         lose(
@@ -269,6 +271,15 @@ function startLease(
         ]),
       );
       if (renewing.signal.aborted) return;
+      // A confirmation that comes after the deadline (this process was
+      // stopped, or its event loop stalled) can't undo it: the watchdog may
+      // already have ended the job, and others may hold the lock.
+      if (performance.now() >= deadline) {
+        lose(
+          `no renewal was confirmed within ${(ttlMs - marginMs) / 1000} s`,
+        );
+        return;
+      }
       armDeadline(sentAt);
       schedule(ttlMs / 3);
     } catch (error) {
@@ -309,7 +320,9 @@ function startLease(
         ? Math.max(0, guardEndsAt - performance.now())
         : 0;
       try {
-        await claim.release(holdMs);
+        // Bounded: a hung server must not hold the caller; the lock then
+        // expires by its TTL.
+        await withTimeout(claim.release(holdMs), timeoutMs);
         log(
           "debug",
           holdMs > 0

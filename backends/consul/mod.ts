@@ -1,37 +1,57 @@
 /**
- * The Consul backend: a session with a TTL (`Behavior: delete`) takes the key
- * `coolock/<name>` with `?acquire=`, like `consul lock`. Renewal is
- * `PUT /v1/session/renew`; a blocking query on the key watches for it being
- * deleted or taken, and wakes waiters when it is released. The fencing token
- * is the key's `ModifyIndex` at acquisition: a Raft index, so it only grows
- * across the datacenter, even when the key is deleted in between (its
- * `LockIndex` restarts then).
+ * The Consul backend, as Consul really behaves (hashicorp/consul's source):
  *
- * What holds where:
- * - A holder that dies keeps the key until its session expires: at least the
- *   TTL after its last renewal (Consul reaps a session between TTL and 2 x
- *   TTL), then `lock-delay` more. The session TTL is the lifecycle's
- *   `expiresInMs`, which already covers the guard time from acquisition.
- * - Guard time on release: one `/v1/txn` hands the key to a fresh session
- *   whose lock-delay is what is left of the guard time (at most 60 s, Consul's
- *   limit), and destroying that session starts the delay by the leader's
- *   clock. A longer guard time rests on the guard session's TTL for the rest.
+ * - **Sessions that only a TTL or a destroy can end.** Each acquisition
+ *   creates a session with no health checks, `Behavior: delete`, a TTL of
+ *   the lifecycle's `expiresInMs` (which covers the guard time), and a
+ *   lock-delay of that TTL up to 60 s (sessions.ts says why).
+ * - **limit 1** is `consul lock`'s recipe on `coolock/<name>` (mutex.ts);
+ *   **limit N** is Consul's semaphore under `coolock/<name>/` (semaphore.ts).
+ *   The fencing token is a Raft index, so it only grows.
+ * - **What holds where.** A holder that dies keeps its slot until Consul
+ *   reaps its session, between TTL and 2 × TTL after the last renewal
+ *   (SessionTTLMultiplier; a new leader re-arms the timer in full), then for
+ *   the lock-delay. Guard time after a release is a guard session's
+ *   lock-delay, on the Consul leader's clock.
+ * - **Watching.** A monitor's blocking query reports the lock lost when the
+ *   key is deleted or taken, and at its first error (claim.ts); waiters
+ *   wake on a blocking query, and the lifecycle polls too, since a
+ *   lock-delay ends without any change to see.
  *
  * @module
  */
 
 import {
   type Backend,
+  type BackendCapabilities,
   BackendUnavailableError,
+  type CheckResult,
   type Claim,
+  LimitMismatchError,
   type LockRequest,
+  type LockStatus,
+  type Removal,
 } from "../../src/backend.ts";
 import { Holdings } from "../../src/holdings.ts";
-import { ConsulApi, type ConsulCallError, type KvRead } from "./client.ts";
-import { ConsulClaim } from "./claim.ts";
+import { ConsulClaim, type Won } from "./claim.ts";
+import { type ConsulApi, ConsulCallError, openConsul } from "./client.ts";
 import { consulKey } from "./keys.ts";
-import { MIN_TTL_MS, ttlOf } from "./sessions.ts";
+import { tryMutex } from "./mutex.ts";
+import { checkAgent, lockStatuses, releaseByForce } from "./operate.ts";
+import { trySemaphore } from "./semaphore.ts";
+import { MAX_TTL_MS, type SessionLimits } from "./sessions.ts";
 import { type ConsulTarget, parseConsulUri } from "./uri.ts";
+
+export type {
+  Backend,
+  BackendCapabilities,
+  CheckResult,
+  Claim,
+  HolderStatus,
+  LockRequest,
+  LockStatus,
+  Removal,
+} from "../../src/backend.ts";
 
 const CALL_TIMEOUT_MS = 5_000;
 // Shorter than the lifecycle's bound on a notified wait (0.8 s at least), so
@@ -42,19 +62,13 @@ const NOTIFY_WAIT_MS = 700;
 class ConsulBackend implements Backend {
   readonly scheme: string;
   readonly displayUri: string;
-  readonly capabilities = {
-    notifiesWaiters: true,
-    fairQueue: false,
-    minTtlMs: MIN_TTL_MS,
-    clock: "server",
-    maxTtlMs: 366 * 86_400_000,
-    listsLocks: false,
-    storesLimit: false,
-  } as const;
+  readonly capabilities: BackendCapabilities;
+  readonly permissions: readonly Deno.PermissionDescriptor[];
   readonly #target: ConsulTarget;
+  readonly #limits: SessionLimits;
   readonly #claims = new Set<ConsulClaim>();
   readonly #holdings = new Holdings();
-  readonly #seen = new Map<string, KvRead>();
+  readonly #seen = new Map<string, string>();
   #api?: Promise<ConsulApi>;
   #closed = false;
 
@@ -62,6 +76,26 @@ class ConsulBackend implements Backend {
     this.#target = parseConsulUri(uri);
     this.displayUri = this.#target.display;
     this.scheme = uri.slice(0, uri.indexOf(":")).toLowerCase();
+    this.#limits = {
+      ttlMinMs: this.#target.sessionTtlMinMs,
+      lockDelayMs: this.#target.lockDelayMs,
+    };
+    this.capabilities = {
+      notifiesWaiters: true,
+      fairQueue: false,
+      minTtlMs: this.#target.sessionTtlMinMs,
+      maxTtlMs: MAX_TTL_MS,
+      clock: "server",
+      listsLocks: true,
+      storesLimit: true,
+    };
+    this.permissions = [
+      { name: "net", host: this.#target.hostPort },
+      ...(this.#target.tokenFromEnv
+        ? [{ name: "env", variable: "CONSUL_HTTP_TOKEN" } as const]
+        : []),
+      ...this.#target.files.map((path) => ({ name: "read", path } as const)),
+    ];
   }
 
   #connect(): Promise<ConsulApi> {
@@ -71,30 +105,68 @@ class ConsulBackend implements Backend {
       );
     }
     this.#api ??= (async () => {
-      const [{ default: Consul }, { EventEmitter }] = await Promise.all([
-        import("npm:consul@2.0.1"),
-        import("node:events"),
-      ]);
-      const client = new Consul(this.#target.options as never);
-      return new ConsulApi(
-        client,
-        EventEmitter,
+      const api = await openConsul(
+        this.#target.options,
         this.#target.token,
         CALL_TIMEOUT_MS,
       );
+      try {
+        await this.#checkDatacenter(api);
+      } catch (error) {
+        this.#api = undefined;
+        await api.close();
+        throw error;
+      }
+      return api;
     })();
     return this.#api;
+  }
+
+  /**
+   * Consul creates a session only in the agent's own datacenter: a client
+   * agent refuses another ("cross datacenter lock must be created at server
+   * agent", agent/session_endpoint.go SessionCreate), and a server agent's
+   * node is not registered there ("Missing node registration"). So `dc=`
+   * must name the agent's own datacenter.
+   */
+  async #checkDatacenter(api: ConsulApi): Promise<void> {
+    const wanted = this.#target.dc;
+    if (wanted === undefined) return;
+    const self = await api.agentSelf().catch((error) => {
+      // Without agent:read, session creation reports it instead.
+      if (error instanceof ConsulCallError && error.status === 403) return;
+      throw error;
+    });
+    if (self && self.datacenter !== wanted) {
+      throw this.#otherDatacenter(self.datacenter);
+    }
+  }
+
+  #otherDatacenter(actual?: string): RangeError {
+    return new RangeError(
+      `Consul backend URI '${this.displayUri}' names datacenter '${this.#target.dc}', but ${
+        actual ? `the agent is in '${actual}'` : "the agent is in another one"
+      }: Consul creates a lock's session only in the agent's own datacenter, so point the URI at an agent in '${this.#target.dc}'`,
+    );
   }
 
   #unavailable(error: unknown, signal: AbortSignal): unknown {
     if (signal.aborted) return signal.reason;
     if (
-      error instanceof BackendUnavailableError || error instanceof RangeError
+      error instanceof BackendUnavailableError || error instanceof TypeError ||
+      error instanceof RangeError || error instanceof LimitMismatchError
     ) return error;
-    const { message, status } = error as ConsulCallError;
+    const message = (error as Error).message;
+    if (
+      this.#target.dc !== undefined &&
+      /cross datacenter lock|Missing node registration|No path to datacenter/
+        .test(message)
+    ) return this.#otherDatacenter();
+    const { status } = error as ConsulCallError;
     return new BackendUnavailableError(
       this.displayUri,
       status === 403 ? `the ACL token was refused (${message})` : message,
+      { cause: error },
     );
   }
 
@@ -103,43 +175,26 @@ class ConsulBackend implements Backend {
   }
 
   async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
-    const { name, owner, signal } = request;
-    const key = consulKey(name);
+    const { name, signal } = request;
     try {
-      const ttl = ttlOf(request.expiresInMs);
       const api = await this.#connect();
-      const before = await api.get(key, signal);
-      this.#seen.set(name, before);
-      if (before.entry?.Session) return undefined;
-      const session = await api.createSession({
-        name: `coolock ${owner}`,
-        ttl,
-        // Whole milliseconds: Consul reads under 1 µs as seconds.
-        lockdelay: `${Math.ceil(this.#target.lockDelayMs)}ms`,
-      }, signal);
-      let claim: ConsulClaim | undefined;
-      try {
-        if (await api.lock("acquire", key, session, owner, signal)) {
-          const after = await api.get(key, signal);
-          if (after.entry?.Session === session) {
-            claim = new ConsulClaim(
-              BigInt(after.entry.ModifyIndex),
-              request,
-              key,
-              session,
-              api,
-              (done) => this.#claims.delete(done),
-              after.index,
-            );
-            this.#claims.add(claim);
-            this.#seen.delete(name);
-          }
-        }
-        return claim && this.#holdings.track(claim, request);
-      } finally {
-        // Also deletes the key if the lock was taken but not confirmed.
-        if (!claim) await api.destroySession(session).catch(() => {});
-      }
+      const read = await api.list(consulKey(name), signal);
+      this.#seen.set(name, read.index);
+      const won: Won | undefined = request.limit === 1
+        ? await tryMutex(api, this.#limits, request, read)
+        : await trySemaphore(api, this.#limits, request, read);
+      if (!won) return undefined;
+      this.#seen.delete(name);
+      const claim = new ConsulClaim(
+        won.token,
+        won.slot,
+        request,
+        won.holding,
+        (done) => this.#claims.delete(done),
+        won.index,
+      );
+      this.#claims.add(claim);
+      return this.#holdings.track(claim, request);
     } catch (error) {
       throw this.#unavailable(error, signal);
     }
@@ -150,12 +205,52 @@ class ConsulBackend implements Backend {
     signal: AbortSignal,
   ): Promise<void> {
     const api = await this.#connect();
-    const key = consulKey(request.name);
-    const seen = this.#seen.get(request.name) ?? await api.get(key, signal);
+    const base = consulKey(request.name);
+    const index = this.#seen.get(request.name) ??
+      (await api.list(base, signal)).index;
     this.#seen.delete(request.name);
     // A free key that could not be taken is under lock-delay, which ends
     // without a change: the lifecycle's poll bounds this wait.
-    await api.get(key, signal, { index: seen.index, ms: NOTIFY_WAIT_MS });
+    await api.list(base, signal, { index, ms: NOTIFY_WAIT_MS });
+  }
+
+  async status(
+    name: string | undefined,
+    signal: AbortSignal,
+  ): Promise<LockStatus[]> {
+    try {
+      return await lockStatuses(await this.#connect(), name, signal);
+    } catch (error) {
+      throw this.#unavailable(error, signal);
+    }
+  }
+
+  async forceRelease(name: string, signal: AbortSignal): Promise<Removal[]> {
+    try {
+      return await releaseByForce(await this.#connect(), name, signal);
+    } catch (error) {
+      throw this.#unavailable(error, signal);
+    }
+  }
+
+  async check(signal: AbortSignal): Promise<CheckResult[]> {
+    let api: ConsulApi;
+    try {
+      api = await openConsul(
+        this.#target.options,
+        this.#target.token,
+        CALL_TIMEOUT_MS,
+      );
+    } catch (error) {
+      throw this.#unavailable(error, signal);
+    }
+    try {
+      return await checkAgent(api, this.#limits, this.#target.dc, signal);
+    } catch (error) {
+      throw this.#unavailable(error, signal);
+    } finally {
+      await api.close();
+    }
   }
 
   async close(): Promise<void> {
@@ -178,16 +273,19 @@ class ConsulBackend implements Backend {
 /**
  * The Consul backend: `consul://host:8500`, `consul+http://…` or
  * `consul+https://…`, with the options `token` (else `CONSUL_HTTP_TOKEN`),
- * `dc`, `lock-delay` (seconds, 0 to 60, default 0) and, over HTTPS, the files
- * `ca`, `cert` and `key`. The minimum TTL is Consul's 10 s.
+ * `dc` (the agent's own datacenter), `lock-delay` (seconds, 0 to 60;
+ * default the session's TTL, at most 60), `session-ttl-min` (seconds, the
+ * servers' `session_ttl_min`; default 10) and, over HTTPS, the files `ca`,
+ * `cert` and `key`.
  *
  * @param uri the agent's URI
+ * @returns a backend that connects on first use
  *
  * @example
  * ```ts
  * import { consul } from "./mod.ts";
- * const backend = consul("consul://127.0.0.1:8500?dc=dc1");
- * console.log(backend.capabilities.minTtlMs); // 10000
+ * const backend = consul("consul://127.0.0.1:8500?session-ttl-min=5");
+ * console.log(backend.capabilities.minTtlMs); // 5000
  * await backend.close();
  * ```
  */

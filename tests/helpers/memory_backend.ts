@@ -28,6 +28,8 @@ export interface Script {
   acquireMs?: number;
   /** Milliseconds each `renew` takes (it still honours its signal). */
   renewMs?: number;
+  /** Each `renew` waits for this promise before it answers. */
+  renewGate?: Promise<void>;
   /** The next N renewals reject with a plain (retryable) error. */
   failRenewals?: number;
   /** The next renewal rejects with `LockLostError`. */
@@ -70,6 +72,7 @@ class MemoryClaim implements Claim {
       ms: expiresInMs,
     });
     if (script.renewMs) await delay(script.renewMs, signal);
+    if (script.renewGate) await script.renewGate;
     if (script.failRenewals) {
       script.failRenewals--;
       throw new Error("the test server hiccuped");

@@ -286,3 +286,31 @@ Deno.test("close(): a claim inside its guard time stays held until the guard end
   const next = await acquire({ backend, lock, ttl: 5, guardTime: 0 });
   await next.release();
 });
+
+Deno.test("lease: a renewal confirmed only after the deadline (a stalled process) is a loss", async () => {
+  await using backend = new MemoryBackend();
+  const gate = Promise.withResolvers<void>();
+  backend.script.renewGate = gate.promise;
+  const lease = await acquire({
+    backend,
+    lock: name("stalled"),
+    ttl: 0.3,
+    guardTime: 0,
+    safetyMargin: 0.05,
+  });
+  await sleep(150);
+  // The first renewal is in flight; the event loop stalls past the deadline
+  // (250 ms) but not past the one this renewal would set (350 ms), and the
+  // renewal's answer is the first thing it sees after.
+  const until = performance.now() + 150;
+  while (performance.now() < until) { /* stalled */ }
+  gate.resolve();
+  await Promise.resolve();
+  await sleep(20);
+  assert(lease.signal.aborted, "a late confirmation does not revive the lease");
+  assertMatch(
+    (lease.signal.reason as Error).message,
+    /no renewal was confirmed/,
+  );
+  await lease.release();
+});

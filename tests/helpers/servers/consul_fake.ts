@@ -1,9 +1,10 @@
 /**
- * The Consul API fake (tests/fakes/consul.ts) as a process of its own, so
- * that the contract suite can SIGSTOP and SIGKILL it like a real agent. No
- * Consul server can be installed here; the fake follows Consul's HTTP API
- * documentation. It keeps its KV and sessions in the data dir, so that
- * `restart()` finds them again, as a Consul server's Raft log would.
+ * The Consul fake (tests/backends/consul/fake/) as a process of its own, so
+ * that tests can SIGSTOP and SIGKILL it like a Consul cluster. No Consul
+ * server can be installed here; the fake follows Consul's source. It serves
+ * two agents (nodes `node-1` and `node-2`, on `ports[0]` and `ports[1]`) of
+ * one datacenter, and keeps its state in the data dir, so that `restart()`
+ * finds it again, as Consul's Raft log would.
  */
 
 import { ask, type ServerRecipe } from "./server.ts";
@@ -11,15 +12,23 @@ import { ask, type ServerRecipe } from "./server.ts";
 const FAKE =
   new URL("../../backends/consul/fake/mod.ts", import.meta.url).pathname;
 
-/** The fake with its defaults: ACLs off, TTL invalidation at exactly TTL. */
+/** The fake with Consul's defaults: ACLs off, reaping at 2 × TTL, 10 s minimum TTL. */
 export const consulFakeServer: ServerRecipe = consulFakeRecipe();
 
-/** A fake with extra command-line flags, such as `["--token", secret]`. */
-export function consulFakeRecipe(flags: readonly string[] = []): ServerRecipe {
+/**
+ * A fake with extra command-line flags, such as `["--token", secret]` or
+ * `["--session-ttl-min", "3s"]`; `kind` keeps differently configured fakes
+ * apart in `sharedServer`.
+ */
+export function consulFakeRecipe(
+  flags: readonly string[] = [],
+  kind = "consul",
+): ServerRecipe {
   return {
-    kind: "consul",
+    kind,
     requires: [Deno.execPath(), FAKE],
-    command: (dir, [port]) => ({
+    ports: 2,
+    command: (dir, ports) => ({
       cmd: Deno.execPath(),
       args: [
         "run",
@@ -31,8 +40,7 @@ export function consulFakeRecipe(flags: readonly string[] = []): ServerRecipe {
         "--allow-env=CONSUL_FAKE_TOKEN",
         "--unstable-no-legacy-abort",
         FAKE,
-        "--port",
-        String(port),
+        ...ports.flatMap((port) => ["--port", String(port)]),
         "--data-dir",
         dir,
         ...flags,

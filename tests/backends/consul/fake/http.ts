@@ -1,7 +1,8 @@
 /**
- * HTTP pieces of the Consul API fake: responses as Consul writes them and
- * blocking queries (`?index=&wait=`, website/content/api-docs/features/
- * blocking.mdx).
+ * HTTP pieces of the Consul fake: responses as Consul writes them, and
+ * blocking queries as agent/consul/rpc.go blockingQuery runs them: the read
+ * runs again each time its watch fires, until its index passes `?index`, or
+ * `wait` (default 5 min, at most 10 min, plus up to wait/16 of jitter) ends.
  *
  * @module
  */

@@ -1,19 +1,15 @@
 /**
- * The state store of the Consul API fake: one Raft index for every write,
- * KV entries with Consul's lock semantics (agent/consul/state/kvs.go), and
- * sessions with TTL invalidation and lock-delay
- * (agent/consul/state/session.go), as the HTTP API documents them.
+ * The state store of the Consul fake: one Raft index for every write, the
+ * `kvs` and `tombstones` tables with Consul's lock rules, and lock-delay
+ * (agent/consul/state/kvs.go, agent/consul/state/delay.go). Sessions, nodes
+ * and checks live in sessions.ts, on top of this store.
  *
- * TTL invalidation: Consul documents the TTL as a lower bound and reaps a
- * session "up to double this TTL" after its last renewal (its leader arms
- * the timer at TTL x 2). The fake arms it at TTL x `ttlMultiplier`: 1 by
- * default, the strictest reading (a client that renews late is caught), or 2
- * to reproduce a real leader.
+ * Every write goes through {@linkcode ConsulState.commit}, so a blocking
+ * query (http.ts) wakes exactly when Consul's memdb watch would fire, and
+ * the table indexes move as Consul's do.
  *
  * @module
  */
-
-import { formatGoDuration, parseGoDuration } from "./duration.ts";
 
 /** A KV entry, as `GET /v1/kv/:key` returns it (with `Value` decoded). */
 export interface KvEntry {
@@ -26,23 +22,11 @@ export interface KvEntry {
   readonly ModifyIndex: number;
 }
 
-/** A session, as `GET /v1/session/info/:uuid` returns it. */
-export interface SessionEntry {
-  readonly ID: string;
-  readonly Name: string;
-  readonly Node: string;
-  /** Nanoseconds, as Go's `time.Duration` marshals. */
-  readonly LockDelay: number;
-  readonly Behavior: "release" | "delete";
-  readonly TTL: string;
-  readonly NodeChecks: readonly string[] | null;
-  readonly ServiceChecks: null;
-  readonly CreateIndex: number;
-  readonly ModifyIndex: number;
-}
-
 /** What a write touched, for blocking queries. */
-export type Change = { readonly key: string } | { readonly session: string };
+export type Change =
+  | { readonly key: string }
+  | { readonly session: string }
+  | { readonly node: string };
 
 /** An error that the HTTP layer answers with `status` and the message. */
 export class ConsulError extends Error {
@@ -51,54 +35,52 @@ export class ConsulError extends Error {
   }
 }
 
-/** How the fake behaves where Consul is configurable. */
-export interface StateOptions {
-  /** The session TTL timer is armed at TTL times this. Default 1. */
-  readonly ttlMultiplier?: number;
-  /** Consul's `session_ttl_min`. Default 10 s. */
-  readonly sessionTtlMinMs?: number;
-  /** The agent's node name. Default `consul-fake`. */
-  readonly node?: string;
+/** The tables whose indexes blocking queries report. */
+export type Table = "kvs" | "tombstones" | "sessions" | "nodes" | "checks";
+
+function sameBytes(a: Uint8Array | null, b: Uint8Array | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
 }
 
-const MAX_TTL_MS = 86_400_000;
-const MAX_LOCK_DELAY_MS = 60_000;
-const NS_PER_MS = 1e6;
-
-type Session = SessionEntry & { ttlMs: number };
-
-/** The KV store and session table of one fake datacenter. */
+/**
+ * The KV half of one fake datacenter's state store, and the machinery
+ * (index, watches, persistence hooks) that sessions.ts shares.
+ */
 export class ConsulState {
-  readonly node: string;
-  readonly #ttlMultiplier: number;
-  readonly #ttlMinMs: number;
   #raftIndex = 10;
-  kvIndex = 1;
-  sessionIndex = 1;
+  readonly #tables = new Map<Table, number>();
   kv = new Map<string, KvEntry>();
   tombstones = new Map<string, number>();
-  readonly sessions = new Map<string, Session>();
-  /** Lock-delay ends by key, by the local wall clock as Consul's leader. */
+  /** Lock-delay ends by key, by this process's clock as by Consul's leader. */
   readonly lockDelays = new Map<string, number>();
-  readonly #timers = new Map<string, ReturnType<typeof setTimeout>>();
   readonly #listeners = new Set<(change: Change) => void>();
   /** Called after every committed write, for persistence. */
   onCommit: () => void = () => {};
-
-  constructor(options: StateOptions = {}) {
-    this.node = options.node ?? "consul-fake";
-    this.#ttlMultiplier = options.ttlMultiplier ?? 1;
-    this.#ttlMinMs = options.sessionTtlMinMs ?? 10_000;
-  }
 
   /** How many blocking queries are waiting now. */
   get waiting(): number {
     return this.#listeners.size;
   }
 
+  /** The last Raft index. */
+  get raftIndex(): number {
+    return this.#raftIndex;
+  }
+
   /** Every write goes through Raft, even one that changes nothing. */
   nextIndex(): number {
     return ++this.#raftIndex;
+  }
+
+  /** A table's index: the Raft index of its last change (1 if none). */
+  tableIndex(...tables: Table[]): number {
+    return Math.max(1, ...tables.map((table) => this.#tables.get(table) ?? 0));
+  }
+
+  /** Marks a table changed at `index`. */
+  touch(table: Table, index: number): void {
+    this.#tables.set(table, Math.max(index, this.#tables.get(table) ?? 0));
   }
 
   /** Resolves true on a matching change, false on timeout or abort. */
@@ -123,141 +105,33 @@ export class ConsulState {
     });
   }
 
-  emit(changes: readonly Change[]): void {
-    if (changes.length === 0) return;
+  /** Ends a write: persists, then wakes the watchers of what changed. */
+  commit(changes: readonly Change[]): void {
     this.onCommit();
     for (const change of changes) {
       for (const listener of [...this.#listeners]) listener(change);
     }
   }
 
-  // --- sessions -----------------------------------------------------------
+  // --- KV (agent/consul/state/kvs.go) -------------------------------------
 
-  createSession(body: Record<string, unknown>): string {
-    const field = (name: string) =>
-      Object.entries(body).find(([key]) => key.toLowerCase() === name)?.[1];
-    const behavior = String(field("behavior") ?? "") || "release";
-    if (behavior !== "release" && behavior !== "delete") {
-      throw new ConsulError(500, `Invalid Behavior setting '${behavior}'`);
-    }
-    const node = String(field("node") ?? "") || this.node;
-    if (node !== this.node) {
-      throw new ConsulError(500, "Missing node registration");
-    }
-    const ttl = String(field("ttl") ?? "");
-    const ttlMs = ttl === "" ? 0 : parseGoDuration(ttl);
-    if (ttlMs === undefined) {
-      throw new ConsulError(
-        500,
-        `Session TTL '${ttl}' invalid: time: invalid duration "${ttl}"`,
-      );
-    }
-    if (ttlMs !== 0 && (ttlMs < this.#ttlMinMs || ttlMs > MAX_TTL_MS)) {
-      throw new ConsulError(
-        500,
-        `Invalid Session TTL '${ttlMs * NS_PER_MS}', must be between [${
-          formatGoDuration(this.#ttlMinMs)
-        }=${formatGoDuration(MAX_TTL_MS)}]`,
-      );
-    }
-    const lockDelayMs = lockDelayOf(field("lockdelay"));
-    if (lockDelayMs > MAX_LOCK_DELAY_MS) {
-      throw new ConsulError(
-        500,
-        `Invalid Session LockDelay '${
-          lockDelayMs * NS_PER_MS
-        }', must be between [0s=1m0s]`,
-      );
-    }
-    const checks = field("nodechecks") ?? field("checks");
-    const index = this.nextIndex();
-    const session: Session = {
-      ID: crypto.randomUUID(),
-      Name: String(field("name") ?? ""),
-      Node: node,
-      LockDelay: lockDelayMs * NS_PER_MS,
-      Behavior: behavior,
-      TTL: ttl,
-      NodeChecks: Array.isArray(checks) ? checks.map(String) : ["serfHealth"],
-      ServiceChecks: null,
-      CreateIndex: index,
-      ModifyIndex: index,
-      ttlMs,
-    };
-    this.sessions.set(session.ID, session);
-    this.sessionIndex = index;
-    this.#arm(session);
-    this.emit([{ session: session.ID }]);
-    return session.ID;
-  }
-
-  #arm(session: Session): void {
-    clearTimeout(this.#timers.get(session.ID));
-    if (session.ttlMs === 0) return;
-    this.#timers.set(
-      session.ID,
-      setTimeout(
-        () => this.destroySession(session.ID),
-        session.ttlMs * this.#ttlMultiplier,
-      ),
-    );
-  }
-
-  /** Re-arms the TTL timer; `undefined` when the session is gone. */
-  renewSession(id: string): SessionEntry | undefined {
-    const session = this.sessions.get(id);
-    if (session) this.#arm(session);
-    return session && publicSession(session);
-  }
-
-  getSession(id: string): SessionEntry | undefined {
-    const session = this.sessions.get(id);
-    return session && publicSession(session);
-  }
-
-  /** Invalidates a session: its locks are released or deleted. */
-  destroySession(id: string): void {
-    this.nextIndex();
-    const session = this.sessions.get(id);
-    if (!session) return;
-    const index = this.#raftIndex;
-    clearTimeout(this.#timers.get(id));
-    this.#timers.delete(id);
-    this.sessions.delete(id);
-    this.sessionIndex = index;
-    const changes: Change[] = [{ session: id }];
-    for (const entry of [...this.kv.values()]) {
-      if (entry.Session !== id) continue;
-      if (session.Behavior === "delete") {
-        this.deleteKey(entry.Key, index);
-      } else {
-        this.kv.set(entry.Key, {
-          ...entry,
-          Session: undefined,
-          ModifyIndex: index,
-        });
-        this.kvIndex = index;
-      }
-      if (session.LockDelay > 0) {
-        this.lockDelays.set(
-          entry.Key,
-          Date.now() + session.LockDelay / NS_PER_MS,
-        );
-      }
-      changes.push({ key: entry.Key });
-    }
-    this.emit(changes);
-  }
-
-  // --- KV -----------------------------------------------------------------
-
-  /** The X-Consul-Index of a single-key read (kvs_endpoint.go Get). */
+  /**
+   * The X-Consul-Index of a single-key read: the key's ModifyIndex, or for a
+   * missing key the table-wide index of `kvs` and `tombstones`
+   * (kvs_endpoint.go KVS.Get, state/kvs.go kvsGetTxn).
+   */
   keyIndex(key: string): number {
-    return this.kv.get(key)?.ModifyIndex ?? this.kvIndex;
+    return this.kv.get(key)?.ModifyIndex ??
+      this.tableIndex("kvs", "tombstones");
   }
 
-  /** The X-Consul-Index of a prefix read: the prefix's own highest index. */
+  /**
+   * The X-Consul-Index of a prefix read: the highest index of its entries and
+   * tombstones, or the table-wide index when there are none or the prefix is
+   * empty (state/kvs.go kvsListTxn).
+   */
   prefixIndex(prefix: string): number {
+    if (prefix === "") return this.tableIndex("kvs", "tombstones");
     let index = 0;
     for (const [key, entry] of this.kv) {
       if (key.startsWith(prefix)) index = Math.max(index, entry.ModifyIndex);
@@ -265,19 +139,22 @@ export class ConsulState {
     for (const [key, deletedAt] of this.tombstones) {
       if (key.startsWith(prefix)) index = Math.max(index, deletedAt);
     }
-    return prefix === "" || index === 0 ? this.kvIndex : index;
+    return index === 0 ? this.tableIndex("kvs", "tombstones") : index;
   }
 
+  /** Entries under `prefix`, sorted by key. */
   list(prefix: string): KvEntry[] {
     return [...this.kv.values()]
       .filter((entry) => entry.Key.startsWith(prefix))
       .sort((a, b) => (a.Key < b.Key ? -1 : a.Key > b.Key ? 1 : 0));
   }
 
+  /** state/kvs.go kvsDeleteTxn: a tombstone keeps the index from sliding back. */
   deleteKey(key: string, index: number): boolean {
     if (!this.kv.delete(key)) return false;
     this.tombstones.set(key, index);
-    this.kvIndex = index;
+    this.touch("tombstones", index);
+    this.touch("kvs", index);
     return true;
   }
 
@@ -291,14 +168,21 @@ export class ConsulState {
   }
 
   /**
-   * One KV write inside a Raft entry: `set`, `cas`, `lock` or `unlock`.
-   * Returns whether it applied; throws for an invalid session.
+   * One KV write inside a Raft entry, as state/kvs.go does it: `set`
+   * (kvsSetTxn), `cas` (kvsSetCASTxn), `lock` (kvsLockTxn) or `unlock`
+   * (kvsUnlockTxn). Returns whether it applied; throws for a missing or
+   * invalid session. An entry equal to the stored one is not written again,
+   * so its ModifyIndex stays (kvsSetTxn).
    */
   applySet(
     verb: "set" | "cas" | "lock" | "unlock",
     input: { key: string; value: Uint8Array | null; flags: number },
     index: number,
-    extra: { cas?: number; session?: string } = {},
+    extra: {
+      cas?: number;
+      session?: string;
+      sessionExists?: (id: string) => boolean;
+    } = {},
   ): boolean {
     const existing = this.kv.get(input.key);
     let { Session: session, LockIndex: lockIndex = 0 } = existing ?? {};
@@ -306,20 +190,23 @@ export class ConsulState {
       if (extra.cas === 0 ? existing : existing?.ModifyIndex !== extra.cas) {
         return false;
       }
-    } else if (verb === "lock" || verb === "unlock") {
+    } else if (verb === "lock") {
       if (!extra.session) throw new ConsulError(500, "missing session");
-      if (verb === "lock") {
-        if (!this.sessions.has(extra.session)) {
-          throw new ConsulError(500, `invalid session "${extra.session}"`);
-        }
-        if (session && session !== extra.session) return false;
-        if (session !== extra.session) lockIndex += 1;
-        session = extra.session;
-      } else {
-        if (!existing || session !== extra.session) return false;
-        session = undefined;
+      if (!extra.sessionExists?.(extra.session)) {
+        throw new ConsulError(500, `invalid session "${extra.session}"`);
       }
+      if (session && session !== extra.session) return false;
+      if (session !== extra.session) lockIndex += 1;
+      session = extra.session;
+    } else if (verb === "unlock") {
+      if (!extra.session) throw new ConsulError(500, "missing session");
+      if (!existing || session !== extra.session) return false;
+      session = undefined;
     }
+    const unchanged = existing !== undefined &&
+      existing.LockIndex === lockIndex && existing.Flags === input.flags &&
+      existing.Session === session && sameBytes(existing.Value, input.value);
+    if (unchanged) return true;
     this.kv.set(input.key, {
       LockIndex: lockIndex,
       Key: input.key,
@@ -330,51 +217,77 @@ export class ConsulState {
       ModifyIndex: index,
     });
     this.tombstones.delete(input.key);
-    this.kvIndex = index;
+    this.touch("kvs", index);
     return true;
   }
 
-  /** Runs `apply` atomically: any throw rolls the KV store back. */
+  /** Releases or deletes the keys `session` holds, with its lock-delay. */
+  invalidateKeys(
+    session: { ID: string; Behavior: string; lockDelayMs: number },
+    index: number,
+  ): Change[] {
+    const changes: Change[] = [];
+    // state/session.go deleteSessionTxn: "Enforce the max lock delay".
+    const delayMs = Math.min(session.lockDelayMs, MAX_LOCK_DELAY_MS);
+    const now = Date.now();
+    for (const entry of [...this.kv.values()]) {
+      if (entry.Session !== session.ID) continue;
+      if (session.Behavior === "delete") {
+        this.deleteKey(entry.Key, index);
+      } else {
+        this.kv.set(entry.Key, {
+          ...entry,
+          Session: undefined,
+          ModifyIndex: index,
+        });
+        this.touch("kvs", index);
+      }
+      if (delayMs > 0) this.lockDelays.set(entry.Key, now + delayMs);
+      changes.push({ key: entry.Key });
+    }
+    return changes;
+  }
+
+  /** Runs `apply` atomically: any throw rolls the KV tables back. */
   atomically<T>(apply: () => T): T {
     const saved = {
       kv: new Map(this.kv),
       tombstones: new Map(this.tombstones),
-      kvIndex: this.kvIndex,
+      tables: new Map(this.#tables),
     };
     try {
       return apply();
     } catch (error) {
-      Object.assign(this, saved);
+      this.kv = saved.kv;
+      this.tombstones = saved.tombstones;
+      this.#tables.clear();
+      for (const [table, index] of saved.tables) this.#tables.set(table, index);
       throw error;
     }
   }
 
-  // --- persistence ----------------------------------------------------------
-
   /** What survives a restart, as Consul's Raft log and snapshots keep it. */
-  snapshot(): string {
-    return JSON.stringify({
+  snapshotKv(): Record<string, unknown> {
+    return {
       raftIndex: this.#raftIndex,
-      kvIndex: this.kvIndex,
-      sessionIndex: this.sessionIndex,
+      tables: [...this.#tables],
       kv: [...this.kv.values()].map((entry) => ({
         ...entry,
         Value: entry.Value && btoa(String.fromCharCode(...entry.Value)),
       })),
       tombstones: [...this.tombstones],
-      sessions: [...this.sessions.values()],
-    });
+    };
   }
 
-  /** Loads a snapshot; TTLs restart in full, as on a leader failover. */
-  restore(text: string): void {
-    const data = JSON.parse(text);
-    this.#raftIndex = data.raftIndex;
-    this.kvIndex = data.kvIndex;
-    this.sessionIndex = data.sessionIndex;
-    this.tombstones = new Map(data.tombstones);
+  /** Loads what `snapshotKv` saved. Lock-delays live in memory only. */
+  restoreKv(data: Record<string, unknown>): void {
+    this.#raftIndex = data.raftIndex as number;
+    for (const [table, index] of data.tables as [Table, number][]) {
+      this.#tables.set(table, index);
+    }
+    this.tombstones = new Map(data.tombstones as [string, number][]);
     this.kv = new Map(
-      data.kv.map((entry: KvEntry & { Value: string | null }) => [
+      (data.kv as (KvEntry & { Value: string | null })[]).map((entry) => [
         entry.Key,
         {
           ...entry,
@@ -384,40 +297,8 @@ export class ConsulState {
         },
       ]),
     );
-    for (const session of data.sessions as Session[]) {
-      this.sessions.set(session.ID, session);
-      this.#arm(session);
-    }
-  }
-
-  /** Stops every TTL timer. */
-  close(): void {
-    for (const timer of this.#timers.values()) clearTimeout(timer);
-    this.#timers.clear();
   }
 }
 
-/** session_endpoint.go FixupLockDelay: small numbers mean seconds. */
-function lockDelayOf(raw: unknown): number {
-  if (raw === undefined || raw === null) return 15_000;
-  let ns: number;
-  if (typeof raw === "string") {
-    const ms = parseGoDuration(raw);
-    if (ms === undefined) {
-      throw new ConsulError(
-        400,
-        `Request decode failed: time: invalid duration "${raw}"`,
-      );
-    }
-    ns = ms * NS_PER_MS;
-  } else if (typeof raw === "number") {
-    ns = raw;
-  } else {
-    throw new ConsulError(400, "Request decode failed: bad LockDelay");
-  }
-  return (ns < 1000 ? ns * 1e9 : ns) / NS_PER_MS;
-}
-
-function publicSession({ ttlMs: _, ...session }: Session): SessionEntry {
-  return session;
-}
+/** structs.MaxLockDelay: what deleteSessionTxn clamps a lock-delay to. */
+export const MAX_LOCK_DELAY_MS = 60_000;
