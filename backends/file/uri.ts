@@ -14,6 +14,7 @@
  * @module
  */
 
+import { isAbsolute, userStateDir } from "../../src/paths.ts";
 import { parseBackendUri, redactUri } from "../../src/uri.ts";
 import { currentUid } from "./dir.ts";
 
@@ -27,21 +28,10 @@ export interface FileTarget {
 
 const isWindows = Deno.build.os === "windows";
 
-function isAbsolute(path: string): boolean {
-  return path.startsWith("/") || (isWindows && /^[A-Za-z]:[\\/]/.test(path));
-}
-
-function absoluteEnv(name: string): string | undefined {
-  const value = Deno.env.get(name);
-  return value && isAbsolute(value) ? value : undefined;
-}
-
 /** The per-user default lock directory. */
 export function defaultDir(): string {
-  const state = absoluteEnv("XDG_STATE_HOME");
-  if (state) return `${state.replace(/\/+$/, "")}/coolock`;
-  const home = absoluteEnv("HOME");
-  if (home) return `${home.replace(/\/+$/, "")}/.local/state/coolock`;
+  const state = userStateDir();
+  if (state) return state;
   if (isWindows) {
     const local = Deno.env.get("LOCALAPPDATA");
     if (local) return `${local}\\coolock`;

@@ -12,8 +12,8 @@ import {
   KEYS,
   ROOT_LOG_FILE,
   SWITCHES,
-  userStateDir,
 } from "../../src/cli/config/keys.ts";
+import { userStateDir } from "../../src/paths.ts";
 import {
   type Environment,
   InputError,

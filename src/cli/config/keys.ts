@@ -12,6 +12,7 @@
  * @module
  */
 
+import { userStateDir } from "../../paths.ts";
 import { defaultNode, MAX_LIMIT } from "../../options.ts";
 import { lockNameProblem, nodeNameProblem } from "../../names.ts";
 import {
@@ -48,22 +49,6 @@ export interface KeySpec<T> {
 
 /** The log files of the original, for root, and of a user's own state. */
 export const ROOT_LOG_FILE = "/var/log/coolock.log";
-
-/**
- * Where the state of this user goes: `$XDG_STATE_HOME/coolock`, else
- * `~/.local/state/coolock`. A relative `XDG_STATE_HOME` is ignored, as the
- * XDG spec says, so a cron job's working directory never picks the place.
- */
-export function userStateDir(
-  env: (name: string) => string | undefined = (name) => Deno.env.get(name),
-): string | undefined {
-  const state = env("XDG_STATE_HOME");
-  if (state?.startsWith("/")) return `${state.replace(/\/+$/, "")}/coolock`;
-  const home = env("HOME");
-  return home?.startsWith("/")
-    ? `${home.replace(/\/+$/, "")}/.local/state/coolock`
-    : undefined;
-}
 
 function isRoot(): boolean {
   try {
