@@ -1,136 +1,326 @@
 /**
- * The memcached backend's connection to its servers: raw binary-protocol
- * requests, bounded, with compare-and-swap on a lock item while it holds
- * its owner.
+ * The memcached backend's sockets, and the one place that names its npm
+ * client (`memjs@1.3.2`), loaded on first use. memjs has no compare-and-swap
+ * call, but its `Server` sends any request and routes the answer by the
+ * request's opaque number; the CAS value rides in the header, both ways.
+ *
+ * Each new socket first sends a NOOP request, whose second byte (opcode
+ * 0x0a) is `\n`: memcached answers it in its binary protocol, while a Redis
+ * (or a memcached that only speaks text) reads a line and answers an error,
+ * so the first byte back tells "not a memcached server" at once instead of
+ * a timeout.
+ *
+ * A socket that closes or is reset (a restart, a cut network, a hung
+ * server) fires `dropped`, so that holders check their locks at once.
  *
  * @module
  */
 
-import { BackendUnavailableError } from "../../src/backend.ts";
+// @ts-types="npm:@types/memjs@1.3.3"
+import type { Server } from "npm:memjs@1.3.2";
+import type { HostPort } from "../../src/uri.ts";
 import {
-  Connection,
   Op,
   type Reply,
   type RequestBody,
-  Status,
+  RESPONSE_MAGIC,
 } from "./protocol.ts";
-import type { Keys } from "./keys.ts";
-import type { MemcachedTarget } from "./uri.ts";
 
-const CAS_TRIES = 3;
+/** NOOP: as a byte, the newline that ends a text-protocol line. */
+const NOOP = 0x0a;
+/** The probe's opaque number; requests count from 1. */
+const PROBE_OPAQUE = 0;
 
-const decode = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
+interface SocketLike {
+  readonly closed: boolean;
+  on(event: string, listener: (...args: never[]) => void): void;
+  once(event: string, listener: (chunk: Uint8Array) => void): void;
+  removeAllListeners(): void;
+}
+
+type MemjsModule = typeof import("npm:memjs@1.3.2");
+
+/** What the connection tells the backend. */
+export interface ConnectionEvents {
+  /** A socket to server `index` closed or was reset. */
+  dropped(index: number): void;
+}
+
+/** The answer to a server's first request on a socket that is not memcached's. */
+export class NotMemcachedError extends Error {
+  constructor(address: string) {
+    super(
+      `${address} is not a memcached server that speaks the binary protocol`,
+    );
+    this.name = "NotMemcachedError";
+  }
+}
 
 /**
- * The servers of one backend, connected on first use.
- *
- * @example
- * ```ts ignore
- * import { MemcachedStore } from "./client.ts";
- * import { parseMemcachedUri } from "./uri.ts";
- * const store = new MemcachedStore(parseMemcachedUri("memcached://127.0.0.1"));
- * await store.connect();
- * await store.close();
- * ```
+ * A memcached cluster as memjs servers, one socket each. A key's server is
+ * chosen by hashing its route string, so every client that lists the same
+ * hosts in the same order finds the same server.
  */
-export class MemcachedStore {
-  readonly #secret: string | undefined;
-  #connection?: Promise<Connection>;
+export class Connection {
+  #seq = 0;
   #closed = false;
+  readonly #pending = new Set<(error: Error) => void>();
+  readonly #closing = new Set<Promise<void>>();
+  readonly #probed = new WeakSet<object>();
 
-  /**
-   * Keeps the target; nothing connects yet.
-   *
-   * @param target the checked URI
-   */
-  constructor(private readonly target: MemcachedTarget) {
-    this.#secret = target.password || undefined;
+  private constructor(
+    private readonly memjs: MemjsModule,
+    private readonly servers: readonly Server[],
+    private readonly hosts: readonly HostPort[],
+    private readonly timeoutMs: number,
+    private readonly events: ConnectionEvents,
+  ) {}
+
+  /** Loads memjs and makes one server per host; sockets open on first use. */
+  static async open(
+    hosts: readonly HostPort[],
+    options: { timeoutMs: number; username?: string; password?: string },
+    events: ConnectionEvents = { dropped: () => {} },
+  ): Promise<Connection> {
+    // @ts-types="npm:@types/memjs@1.3.3"
+    const memjs = await import("npm:memjs@1.3.2");
+    const servers = hosts.map(({ host, port }) => {
+      // memjs reads MEMCACHIER_* and MEMCACHE_* variables when no
+      // credentials are given; give placeholders, then the URI's own, so
+      // that it neither needs env access nor picks up a stray password.
+      const server = new memjs.Server(host, port, "-", "-", {
+        // memjs's own request timeout only half-closes a socket; this class
+        // times requests out itself and destroys the socket.
+        timeout: 600,
+        conntimeout: options.timeoutMs / 1000,
+      });
+      const credentials = server as unknown as {
+        username?: string;
+        password?: string;
+      };
+      credentials.username = options.username;
+      credentials.password = options.password;
+      return server;
+    });
+    return new Connection(memjs, servers, hosts, options.timeoutMs, events);
   }
 
-  #open(): Promise<Connection> {
-    const { hosts, timeoutMs, username, password } = this.target;
-    return Connection.open(hosts, { timeoutMs, username, password });
+  /** How many servers. */
+  get size(): number {
+    return this.servers.length;
   }
 
-  /** Whether `close()` was called. */
-  get closed(): boolean {
-    return this.#closed;
+  /** The index of the route's server. */
+  indexOf(route: string): number {
+    return this.memjs.Utils.hashCode(route) % this.servers.length;
   }
 
-  /** Loads the client and makes the connections. */
-  async connect(): Promise<void> {
-    if (this.#closed) throw this.unavailable("the backend is closed");
-    this.#connection ??= this.#open();
-    await this.#connection;
+  /** `host:port` of server `index`. */
+  addressOf(index: number): string {
+    const { host, port } = this.hosts[index];
+    return `${host}:${port}`;
   }
 
-  /**
-   * Compare-and-swap on the lock item while it holds `owner`: resolves false
-   * when it is gone or another owner's. A CAS that changed under us while
-   * the value stayed ours (a renewal crossing a release) is tried again.
-   */
-  async swap(
-    keys: Keys,
-    owner: string,
-    write: { op: number; extras?: Uint8Array },
-    signal?: AbortSignal,
-  ): Promise<boolean> {
-    for (let tries = 0; tries < CAS_TRIES; tries++) {
-      const got = await this.send(keys, Op.get, keys.lock, {}, signal);
-      if (got.status === Status.notFound) return false;
-      this.expect(got, Status.ok);
-      if (decode(got.value) !== owner) return false;
-      const put = await this.send(keys, write.op, keys.lock, {
-        extras: write.extras,
-        value: write.op === Op.set ? owner : undefined,
-        cas: got.cas,
-      }, signal);
-      if (put.status === Status.ok) return true;
-      if (put.status === Status.notFound) return false;
-      this.expect(put, Status.exists);
-    }
-    throw this.unavailable("the lock item kept changing under CAS");
-  }
-
-  /** Sends one request to the key's server. */
-  async send(
-    keys: Keys,
+  /** Sends one request to the route's server and resolves its answer. */
+  send(
+    route: string,
     op: number,
     key: string,
     body: RequestBody,
     signal?: AbortSignal,
   ): Promise<Reply> {
-    if (this.#closed) throw this.unavailable("the backend is closed");
-    this.#connection ??= this.#open();
-    const connection = await this.#connection;
-    try {
-      return await connection.send(keys.route, op, key, body, signal);
-    } catch (error) {
-      if (signal?.aborted) throw signal.reason;
-      throw this.unavailable((error as Error).message, error);
-    }
+    return this.#request(this.indexOf(route), op, key, body, signal, false)
+      .then((replies) => replies[0]);
   }
 
-  /** Throws `BackendUnavailableError` unless the reply has `status`. */
-  expect(reply: Reply, status: number): void {
-    if (reply.status !== status) {
-      throw this.unavailable(
-        `memcached answered with status 0x${reply.status.toString(16)}`,
+  /** Sends a STAT request to server `index`; resolves its name-value pairs. */
+  async stats(
+    index: number,
+    group = "",
+    signal?: AbortSignal,
+  ): Promise<Record<string, string>> {
+    const replies = await this.#request(
+      index,
+      Op.stat,
+      group,
+      {},
+      signal,
+      true,
+    );
+    const decoder = new TextDecoder();
+    const stats: Record<string, string> = {};
+    for (const reply of replies) {
+      const [name, value] = decoder.decode(reply.value).split("\0");
+      if (name) stats[name] = value;
+    }
+    return stats;
+  }
+
+  /** Sends a VERSION request to server `index`. */
+  async version(index: number, signal?: AbortSignal): Promise<string> {
+    const [reply] = await this.#request(
+      index,
+      Op.version,
+      "",
+      {},
+      signal,
+      false,
+    );
+    return new TextDecoder().decode(reply.value);
+  }
+
+  #nextSeq(): number {
+    do this.#seq = (this.#seq + 1) >>> 0; while (this.#seq === PROBE_OPAQUE);
+    return this.#seq;
+  }
+
+  #request(
+    index: number,
+    op: number,
+    key: string,
+    body: RequestBody,
+    signal: AbortSignal | undefined,
+    multi: boolean,
+  ): Promise<Reply[]> {
+    if (this.#closed) {
+      return Promise.reject(new Error("the backend is closed"));
+    }
+    const server = this.servers[index];
+    const seq = this.#nextSeq();
+    const request = this.memjs.Utils.makeRequestBuffer(
+      op,
+      key,
+      (body.extras ?? new Uint8Array()) as Parameters<
+        MemjsModule["Utils"]["makeRequestBuffer"]
+      >[2],
+      body.value ?? "",
+      seq,
+    );
+    if (body.cas) request.set(body.cas, 16);
+    return new Promise<Reply[]>((resolve, reject) => {
+      const replies: Reply[] = [];
+      const finish = (error: Error | undefined) => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#pending.delete(fail);
+        if (error) reject(error);
+        else resolve(replies);
+      };
+      const fail = (error: Error) => finish(error);
+      const onAbort = () => finish(signal!.reason);
+      const timer = setTimeout(() => {
+        // The server hangs or the path to it is gone: start over next time.
+        this.#reset(
+          index,
+          new Error(`no answer within ${this.timeoutMs / 1000} s`),
+        );
+      }, this.timeoutMs);
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#pending.add(fail);
+      const onResponse = (response: {
+        header: { status: number; cas: Uint8Array; totalBodyLength: number };
+        key: Uint8Array;
+        val: Uint8Array;
+      }) => {
+        // A STAT answer is one packet per statistic, ended by an empty one.
+        if (multi && response.header.totalBodyLength > 0) {
+          const name = new TextDecoder().decode(response.key);
+          const value = new TextDecoder().decode(response.val);
+          replies.push({
+            status: response.header.status,
+            value: new TextEncoder().encode(`${name}\0${value}`),
+            cas: response.header.cas,
+          });
+          return;
+        }
+        if (!multi) {
+          replies.push({
+            status: response.header.status,
+            value: response.val,
+            cas: response.header.cas,
+          });
+        }
+        finish(undefined);
+      };
+      (onResponse as { quiet?: boolean }).quiet = multi;
+      server.onResponse(seq, onResponse);
+      server.onError(
+        seq,
+        (error: unknown) =>
+          finish(error instanceof Error ? error : new Error(String(error))),
       );
+      this.#probe(index);
+      server.write(request);
+    });
+  }
+
+  /**
+   * Before the first request on a new socket, sends the probe and watches
+   * the first byte that comes back.
+   */
+  #probe(index: number): void {
+    const server = this.servers[index];
+    const socketOf = () =>
+      (server as unknown as { _socket?: SocketLike })._socket;
+    if (socketOf()) return;
+    server.onResponse(PROBE_OPAQUE, () => {});
+    server.onError(PROBE_OPAQUE, () => {});
+    const probe = this.memjs.Utils.makeRequestBuffer(
+      NOOP,
+      "",
+      "",
+      "",
+      PROBE_OPAQUE,
+    );
+    server.write(probe);
+    // memjs made the socket in write(), synchronously.
+    const socket = socketOf();
+    if (!socket || this.#probed.has(socket)) return;
+    this.#probed.add(socket);
+    socket.once("data", (chunk: Uint8Array) => {
+      if (chunk[0] !== RESPONSE_MAGIC) {
+        this.#reset(index, new NotMemcachedError(this.addressOf(index)));
+      }
+    });
+    socket.on("close", () => {
+      if (!this.#closed) this.events.dropped(index);
+    });
+  }
+
+  /**
+   * Destroys the server's socket and fails its requests. memjs's handlers
+   * come off first: a socket to a hung server may close only once the
+   * server wakes, and memjs's late close handler would then orphan the
+   * socket opened since.
+   */
+  #reset(index: number, error: Error): void {
+    const server = this.servers[index];
+    const socket = (server as unknown as { _socket?: SocketLike })._socket;
+    if (socket && !socket.closed) {
+      socket.removeAllListeners();
+      socket.on("error", () => {});
+      const closed = new Promise<void>((resolve) =>
+        socket.on("close", () => resolve())
+      );
+      this.#closing.add(closed);
+      void closed.then(() => this.#closing.delete(closed));
     }
+    server.error(error);
+    if (!this.#closed) this.events.dropped(index);
   }
 
-  /** A `BackendUnavailableError`, with the password scrubbed. */
-  unavailable(why: string, cause?: unknown): BackendUnavailableError {
-    const safe = this.#secret ? why.replaceAll(this.#secret, "***") : why;
-    return new BackendUnavailableError(this.target.display, safe, { cause });
-  }
-
-  /** Ends every connection; later calls reject. */
+  /** Fails every request in flight and destroys every socket. */
   async close(): Promise<void> {
     this.#closed = true;
-    const connection = this.#connection;
-    this.#connection = undefined;
-    await (await connection)?.close();
+    const closed = new Error("the backend is closed");
+    for (const fail of [...this.#pending]) fail(closed);
+    this.servers.forEach((_, index) => this.#reset(index, closed));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      Promise.all(this.#closing),
+      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
+    ]);
+    clearTimeout(timer);
   }
 }

@@ -1,6 +1,22 @@
 /**
- * The memcached backend's keys: a lock item and a fencing counter per name,
- * both routed by the name alone so that they live on the same server.
+ * The memcached backend's keys and stored value. Every key of a lock is
+ * routed by the lock's id alone, so they all live on the same server:
+ *
+ * - `coolock:lock:<id>` — slot 0, the same item as a mutex of the previous
+ *   release, so that both exclude each other;
+ * - `coolock:slot:<k>:<id>` — slot k ≥ 1 of a semaphore (the slot number
+ *   ends at the first `:`, so no key is also another lock's);
+ * - `coolock:fence:<id>` — the fencing counter, which never expires;
+ * - `coolock:limit:<id>` — the stored limit N, added by the first holder;
+ * - `coolock:epoch` on the same server — the marker of a settled server
+ *   process (mod.ts).
+ *
+ * The id is the encoded name, or a hash where a key would pass memcached's
+ * 250 bytes (`#` never appears in an encoded name, so they can't collide).
+ * A slot item's value is a small JSON object (owner, node, limit, guard,
+ * since, token, until; `released` once in guard time): memcached can't read
+ * an item's TTL, so `until` says when it runs out. Compare-and-swap compares
+ * the exact stored string.
  *
  * @module
  */
@@ -8,49 +24,106 @@
 import { encodeLockName } from "../../src/names.ts";
 
 const MAX_KEY_BYTES = 250;
+const LONGEST_SLOT = "coolock:slot:999:";
 
-/**
- * The keys of one lock, and the string that picks its server.
- *
- * @example
- * ```ts
- * import type { Keys } from "./keys.ts";
- * const same = (keys: Keys) => keys.lock.endsWith(keys.route);
- * ```
- */
+/** The marker of a settled server process, one per server. */
+export const EPOCH_KEY = "coolock:epoch";
+
+/** The keys of one lock, and the string that picks its server. */
 export interface Keys {
   /** Hashed to choose the server. */
   readonly route: string;
-  /** The lock item, valued with its owner. */
+  /** Slot 0. */
   readonly lock: string;
   /** The fencing counter, which never expires. */
   readonly fence: string;
+  /** The stored limit. */
+  readonly limit: string;
+  /** The key of slot `k`. */
+  slot(k: number): string;
+}
+
+async function hashed(name: string): Promise<string> {
+  const bytes = new TextEncoder().encode(name);
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return "#" + Array.from(digest, (b) => b.toString(16).padStart(2, "0"))
+    .join("");
 }
 
 /**
  * The keys of a lock name: its encoded form, or a hash when that would be
- * longer than memcached's 250-byte keys.
- *
- * @example
- * ```ts
- * import { keysOf } from "./keys.ts";
- * console.log((await keysOf("a/b")).lock); // coolock:lock:a%2Fb
- * ```
+ * longer than memcached's 250-byte keys. Slot 0 and the counter keep the
+ * previous release's rule (hash when the counter's key would be too long);
+ * other slots hash when their own key would be.
  */
 export async function keysOf(name: string): Promise<Keys> {
-  let id = encodeLockName(name);
-  if (`coolock:fence:${id}`.length > MAX_KEY_BYTES) {
-    // `#` never appears in an encoded name, so hashed ids can't collide.
-    const bytes = new TextEncoder().encode(name);
-    const digest = new Uint8Array(
-      await crypto.subtle.digest("SHA-256", bytes),
-    );
-    id = "#" + Array.from(digest, (b) => b.toString(16).padStart(2, "0"))
-      .join("");
-  }
+  const encoded = encodeLockName(name);
+  const id = `coolock:fence:${encoded}`.length > MAX_KEY_BYTES
+    ? await hashed(name)
+    : encoded;
+  const slotId = `${LONGEST_SLOT}${id}`.length > MAX_KEY_BYTES
+    ? await hashed(name)
+    : id;
   return {
     route: id,
     lock: `coolock:lock:${id}`,
     fence: `coolock:fence:${id}`,
+    limit: `coolock:limit:${id}`,
+    slot: (k) => k === 0 ? `coolock:lock:${id}` : `coolock:slot:${k}:${slotId}`,
+  };
+}
+
+/** What a slot item says; a value of the previous release is only an owner. */
+export interface StoredHolder {
+  readonly owner: string;
+  readonly node?: string;
+  readonly limit?: number;
+  readonly guardMs?: number;
+  /** Server time of acquisition, Unix ms (whole seconds). */
+  readonly since?: number;
+  readonly token?: bigint;
+  /** Estimated server time when the item runs out, Unix ms. */
+  readonly until?: number;
+  /** Server time of a guarded release, Unix ms. */
+  readonly released?: number;
+}
+
+/** The value of a slot item. */
+export function holderValue(holder: StoredHolder): string {
+  return JSON.stringify({
+    owner: holder.owner,
+    node: holder.node,
+    limit: holder.limit,
+    guard: holder.guardMs,
+    since: holder.since,
+    token: holder.token === undefined ? undefined : String(holder.token),
+    until: holder.until,
+    released: holder.released,
+  });
+}
+
+/** Reads a slot item's value. */
+export function parseHolder(value: string): StoredHolder {
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return { owner: value };
+  }
+  if (parsed === null || typeof parsed !== "object") return { owner: value };
+  const str = (v: unknown) => typeof v === "string" ? v : undefined;
+  const num = (v: unknown) => typeof v === "number" ? v : undefined;
+  const token = str(parsed.token);
+  return {
+    owner: str(parsed.owner) ?? value,
+    node: str(parsed.node),
+    limit: num(parsed.limit),
+    guardMs: num(parsed.guard),
+    since: num(parsed.since),
+    token: token !== undefined && /^\d+$/.test(token)
+      ? BigInt(token)
+      : undefined,
+    until: num(parsed.until),
+    released: num(parsed.released),
   };
 }

@@ -1,15 +1,11 @@
 /**
- * Raw memcached binary-protocol requests over memjs's server connections.
- * memjs has no compare-and-swap call, but its `Server` sends any request and
- * routes the answer by the request's opaque number; the CAS value rides in
- * the header, both ways.
+ * The parts of memcached's binary protocol that the backend uses: opcodes,
+ * statuses, the shape of an answer, and the request extras (flags and
+ * expiry for SET and ADD, delta and initial value for INCREMENT, expiry for
+ * TOUCH). Pure data; client.ts sends it over memjs's sockets.
  *
  * @module
  */
-
-// @ts-types="npm:@types/memjs@1.3.3"
-import type { Server } from "npm:memjs@1.3.2";
-import type { HostPort } from "../../src/uri.ts";
 
 /** The binary-protocol opcodes the memcached backend uses. */
 export const Op = {
@@ -18,6 +14,9 @@ export const Op = {
   add: 0x02,
   delete: 0x04,
   increment: 0x05,
+  version: 0x0b,
+  stat: 0x10,
+  touch: 0x1c,
 } as const;
 
 /** Response statuses the backend tells apart; others are errors. */
@@ -28,16 +27,10 @@ export const Status = {
   notStored: 0x05,
 } as const;
 
-/**
- * One answer: the status, the value, and the item's CAS for a later
- * compare-and-swap.
- *
- * @example
- * ```ts
- * import { type Reply, Status } from "./protocol.ts";
- * const found = (reply: Reply) => reply.status === Status.ok;
- * ```
- */
+/** The first byte of every binary-protocol response. */
+export const RESPONSE_MAGIC = 0x81;
+
+/** One answer: the status, the value, and the item's CAS for a later compare-and-swap. */
 export interface Reply {
   /** The response status, such as {@linkcode Status.exists}. */
   readonly status: number;
@@ -57,162 +50,51 @@ export interface RequestBody {
   readonly cas?: Uint8Array;
 }
 
-interface SocketLike {
-  readonly closed: boolean;
-  on(event: string, listener: () => void): void;
-  removeAllListeners(): void;
+const THIRTY_DAYS_S = 30 * 24 * 60 * 60;
+
+/**
+ * The memcached expiry for an item that must live at least `ms`. memcached
+ * counts whole seconds on a clock that ticks once a second, so an item set
+ * for N seconds lives between N − 1 and N seconds: round up and add one.
+ * Past 30 days memcached reads the number as a Unix time, so convert.
+ */
+export function expirySeconds(ms: number, nowMs: number = Date.now()): number {
+  const seconds = Math.ceil(Math.max(0, ms) / 1000) + 1;
+  return seconds <= THIRTY_DAYS_S ? seconds : Math.ceil(nowMs / 1000) + seconds;
+}
+
+/** The extras of a SET or ADD: no flags, and the expiry (0: never). */
+export function storageExtras(expiry: number): Uint8Array {
+  const extras = new Uint8Array(8);
+  new DataView(extras.buffer).setUint32(4, expiry);
+  return extras;
+}
+
+/** The extras of a TOUCH: the new expiry. */
+export function touchExtras(expiry: number): Uint8Array {
+  const extras = new Uint8Array(4);
+  new DataView(extras.buffer).setUint32(0, expiry);
+  return extras;
 }
 
 /**
- * A memcached cluster as memjs servers, one connection each. A key's server
- * is chosen by hashing its route string, so every client that lists the
- * same hosts in the same order finds the same server.
- *
- * @example
- * ```ts ignore
- * import { Connection, Op } from "./protocol.ts";
- * const connection = await Connection.open([{ host: "127.0.0.1", port: 11211 }], {
- *   timeoutMs: 3_000,
- * });
- * const reply = await connection.send("k", Op.get, "k", {});
- * connection.close();
- * ```
+ * The extras of an INCREMENT by one that creates a missing counter at
+ * `initial`, never to expire.
  */
-export class Connection {
-  #seq = 0;
-  readonly #pending = new Set<(error: Error) => void>();
-  readonly #closing = new Set<Promise<void>>();
-
-  private constructor(
-    private readonly servers: readonly Server[],
-    private readonly timeoutMs: number,
-    private readonly hash: (text: string) => number,
-    private readonly makeRequest: (
-      op: number,
-      key: string,
-      extras: Uint8Array,
-      value: string,
-      opaque: number,
-    ) => Uint8Array,
-  ) {}
-
-  /**
-   * Loads memjs and makes one server per host; connections open on first
-   * use.
-   */
-  static async open(
-    hosts: readonly HostPort[],
-    options: { timeoutMs: number; username?: string; password?: string },
-  ): Promise<Connection> {
-    // @ts-types="npm:@types/memjs@1.3.3"
-    const memjs = await import("npm:memjs@1.3.2");
-    const servers = hosts.map(({ host, port }) =>
-      new memjs.Server(host, port, options.username, options.password, {
-        // memjs's own request timeout only half-closes a socket; this class
-        // times requests out itself and destroys the socket.
-        timeout: 600,
-        conntimeout: options.timeoutMs / 1000,
-      })
-    );
-    return new Connection(
-      servers,
-      options.timeoutMs,
-      memjs.Utils.hashCode,
-      (op, key, extras, value, opaque) =>
-        memjs.Utils.makeRequestBuffer(
-          op,
-          key,
-          extras as Parameters<typeof memjs.Utils.makeRequestBuffer>[2],
-          value,
-          opaque,
-        ),
-    );
-  }
-
-  /** Sends one request to the route's server and resolves its answer. */
-  send(
-    route: string,
-    op: number,
-    key: string,
-    body: RequestBody,
-    signal?: AbortSignal,
-  ): Promise<Reply> {
-    const server = this.servers[this.hash(route) % this.servers.length];
-    this.#seq = (this.#seq + 1) >>> 0;
-    const seq = this.#seq;
-    const request = this.makeRequest(
-      op,
-      key,
-      body.extras ?? new Uint8Array(),
-      body.value ?? "",
-      seq,
-    );
-    if (body.cas) request.set(body.cas, 16);
-    return new Promise<Reply>((resolve, reject) => {
-      const finish = (error: Error | undefined, reply?: Reply) => {
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        this.#pending.delete(fail);
-        if (error) reject(error);
-        else resolve(reply!);
-      };
-      const fail = (error: Error) => finish(error);
-      const onAbort = () => finish(signal!.reason);
-      const timer = setTimeout(() => {
-        // The server hangs or the path to it is gone: start over next time.
-        this.#reset(
-          server,
-          new Error(`no answer within ${this.timeoutMs / 1000} s`),
-        );
-      }, this.timeoutMs);
-      if (signal?.aborted) return onAbort();
-      signal?.addEventListener("abort", onAbort, { once: true });
-      this.#pending.add(fail);
-      server.onResponse(seq, (response) =>
-        finish(undefined, {
-          status: response.header.status,
-          value: response.val,
-          cas: response.header.cas,
-        }));
-      server.onError(
-        seq,
-        (error: unknown) =>
-          finish(error instanceof Error ? error : new Error(String(error))),
-      );
-      server.write(request);
-    });
-  }
-
-  /**
-   * Destroys the server's socket and fails its requests. memjs's handlers
-   * come off first: a socket to a hung server may close only once the
-   * server wakes, and memjs's late close handler would then orphan the
-   * socket opened since.
-   */
-  #reset(server: Server, error: Error): void {
-    const socket = (server as unknown as { _socket?: SocketLike })._socket;
-    if (socket && !socket.closed) {
-      socket.removeAllListeners();
-      socket.on("error", () => {});
-      const closed = new Promise<void>((resolve) =>
-        socket.on("close", resolve)
-      );
-      this.#closing.add(closed);
-      void closed.then(() => this.#closing.delete(closed));
-    }
-    server.error(error);
-  }
-
-  /** Fails every request in flight and destroys every socket. */
-  async close(): Promise<void> {
-    const closed = new Error("the backend is closed");
-    for (const fail of [...this.#pending]) fail(closed);
-    for (const server of this.servers) this.#reset(server, closed);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      Promise.all(this.#closing),
-      new Promise((resolve) => timer = setTimeout(resolve, 1_000)),
-    ]);
-    clearTimeout(timer);
-  }
+export function incrementExtras(initial: bigint): Uint8Array {
+  const extras = new Uint8Array(20);
+  const view = new DataView(extras.buffer);
+  view.setBigUint64(0, 1n);
+  view.setBigUint64(8, initial);
+  return extras;
 }
+
+/** The counter value of an INCREMENT's answer. */
+export function counterOf(reply: Reply): bigint {
+  return new DataView(reply.value.buffer, reply.value.byteOffset, 8)
+    .getBigUint64(0);
+}
+
+/** A value as text. */
+export const text = (bytes: Uint8Array): string =>
+  new TextDecoder().decode(bytes);

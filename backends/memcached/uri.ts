@@ -1,6 +1,7 @@
 /**
  * memcached backend URIs:
- * `memcached://[user:password@]host[:port][,host...][?timeout=S]`.
+ * `memcached://[user:password@]host[:port][,host...][?timeout=S]`, checked
+ * into the hosts, the bound on each call and the SASL credentials.
  *
  * @module
  */
@@ -9,16 +10,7 @@ import { type HostPort, parseBackendUri, secondsParam } from "../../src/uri.ts";
 
 const CALL_TIMEOUT_MS = 3_000;
 
-/**
- * A checked memcached URI.
- *
- * @example
- * ```ts
- * import { parseMemcachedUri } from "./uri.ts";
- * const target = parseMemcachedUri("memcached://h1,h2:11212?timeout=1");
- * console.log(target.hosts.length, target.timeoutMs); // 2 1000
- * ```
- */
+/** A checked memcached URI. */
 export interface MemcachedTarget {
   /** The URI with its password replaced by `***`. */
   readonly display: string;
@@ -34,13 +26,8 @@ export interface MemcachedTarget {
 
 /**
  * Parses and checks a memcached URI. Throws `TypeError` naming the problem,
- * with the password redacted.
- *
- * @example
- * ```ts
- * import { parseMemcachedUri } from "./uri.ts";
- * console.log(parseMemcachedUri("memcached://u:pw@h1").display); // memcached://u:***@h1
- * ```
+ * with the password redacted. Nothing here connects: a port that is not
+ * memcached is found at the first request (client.ts).
  */
 export function parseMemcachedUri(uri: string): MemcachedTarget {
   const parsed = parseBackendUri(uri, 11211);

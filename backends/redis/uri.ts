@@ -1,12 +1,14 @@
 /**
  * Redis backend URIs, checked into ioredis options:
  * `redis[s]://[user:password@]host[:port][,host[:port]...][/db][?query]`.
- * Several hosts are Sentinels and need `?sentinel=<master name>`.
+ * Several hosts are Sentinels and need `?sentinel=<master name>`. Nothing
+ * here connects: a database that the server lacks is found at connect
+ * (client.ts).
  *
  * @module
  */
 
-import type { RedisOptions } from "npm:ioredis@6.0.0";
+import type { LinkTarget, RedisOptions } from "./client.ts";
 import { parseBackendUri, readFileParam, secondsParam } from "../../src/uri.ts";
 
 const QUERY_OPTIONS = [
@@ -20,25 +22,15 @@ const QUERY_OPTIONS = [
 const TLS_FILES = ["ca", "cert", "key"] as const;
 
 /**
- * A checked Redis URI: the ioredis options and what the backend needs to
- * bound and redact its calls.
- *
- * @example
- * ```ts
- * import { redisTarget } from "./uri.ts";
- * const target: { display: string } = redisTarget("redis://db");
- * console.log(target.display); // redis://db
- * ```
+ * A checked Redis URI: what the connections need (client.ts's
+ * `LinkTarget`: the ioredis options, and how to bound and redact calls),
+ * and what the Deno permissions need.
  */
-export interface RedisTarget {
-  /** The URI with secrets replaced by `***`. */
-  readonly display: string;
-  /** Options for ioredis's `new Redis()`, with bounded connection attempts. */
-  readonly options: Readonly<Record<string, unknown>>;
-  /** How long one connection attempt may take, in milliseconds. */
-  readonly connectTimeoutMs: number;
-  /** Secrets that must be scrubbed from any server or client message. */
-  readonly secrets: readonly string[];
+export interface RedisTarget extends LinkTarget {
+  /** The hosts to reach, for the Deno permissions. */
+  readonly hosts: readonly { host: string; port: number }[];
+  /** TLS files to read, for the Deno permissions. */
+  readonly files: readonly string[];
 }
 
 /**
@@ -47,13 +39,6 @@ export interface RedisTarget {
  *
  * @param uri the URI as the user wrote it
  * @param commandTimeoutMs how long one command may go unanswered
- *
- * @example
- * ```ts
- * import { redisTarget } from "./uri.ts";
- * const { options } = redisTarget("redis://:secret@db:6380/2");
- * console.log(options.port, options.db); // 6380 2
- * ```
  */
 export function redisTarget(
   uri: string,
@@ -92,16 +77,17 @@ export function redisTarget(
     throw bad("has 'sentinel_password' without 'sentinel'");
   }
   const tls = parsed.scheme === "rediss" ? {} as Record<string, string> : null;
+  const files: string[] = [];
   for (const name of TLS_FILES) {
     if (!params.has(name)) continue;
     if (!tls) throw bad(`has a '${name}' file but TLS needs rediss://`);
+    files.push(params.get(name)!);
     tls[name] = readFileParam(parsed, name)!;
   }
   const connectTimeoutMs = secondsParam(parsed, "connect_timeout", 3_000);
   const common: RedisOptions = {
     username: parsed.username || undefined,
     password: parsed.password,
-    db,
     lazyConnect: true,
     // Without a reconnect or an offline queue, a command is either sent on a
     // live connection or fails at once; the backend opens a new connection
@@ -113,6 +99,9 @@ export function redisTarget(
     connectTimeout: connectTimeoutMs,
     commandTimeout: commandTimeoutMs,
     connectionName: "coolock",
+    // client.ts reads INFO itself, and tolerates a server that refuses it;
+    // ioredis's own ready check would fail the connection instead.
+    enableReadyCheck: false,
     disableClientInfo: true,
     tls: tls ?? undefined,
   };
@@ -133,6 +122,11 @@ export function redisTarget(
   );
   return {
     display,
+    address: `${hosts[0].host}:${hosts[0].port}`,
+    db,
+    sentinel: sentinel !== null,
+    hosts,
+    files,
     options: options as Record<string, unknown>,
     connectTimeoutMs,
     secrets,

@@ -1,35 +1,26 @@
 /**
- * The Redis backend against a real redis-server: the generic contract suite,
- * then what is particular to Redis (URIs, the Lua compare-and-set, fencing,
- * pub/sub wake-ups, TLS and Sentinel).
+ * What is particular to the Redis backend, against a real redis-server:
+ * URIs and the inputs a server refuses (a database it lacks, a port that
+ * is not Redis), the key layout and stored value (compatible with the
+ * previous release for a mutex), semaphore keys that never collide with
+ * another lock's, pub/sub wake-ups, TLS and Sentinel. The generic cases
+ * are in tests/contract/redis.test.ts.
  */
 
-import { Redis } from "npm:ioredis@6.0.0";
 import { redis } from "../../../backends/redis/mod.ts";
-import {
-  BackendUnavailableError,
-  LockLostError,
-} from "../../../src/backend.ts";
+import { BackendUnavailableError } from "../../../src/backend.ts";
 import { acquire } from "../../../src/lease.ts";
-import { contract } from "../../contract/suite.ts";
+import { forceRelease, lockStatus } from "../../../src/operate.ts";
+import { request, sleep } from "../../contract/common.ts";
 import {
   assert,
   assertEquals,
   assertMatch,
   assertRejects,
+  assertThrows,
 } from "../../helpers/assert.ts";
-import {
-  assertBadUri,
-  fixtureOf,
-  lockNamesOf,
-  requestsWith,
-  sleep,
-  stopServer,
-  testCloseReleases,
-  testHungServer,
-  testLoadsNoClient,
-  testUnreachable,
-} from "../../helpers/backend_checks.ts";
+import { oneLine, runCli } from "../../helpers/cli.ts";
+import { memcachedServer } from "../../helpers/servers/memcached.ts";
 import {
   redisSentinel,
   redisServer,
@@ -40,38 +31,30 @@ import {
   freePort,
   sharedServer,
   startServer,
+  type TestServer,
 } from "../../helpers/servers/server.ts";
+import { admin, settle } from "./fixture.ts";
 
 const server = await sharedServer(redisServer);
-const uriAt = (port: number) => `redis://127.0.0.1:${port}/0`;
+const withServer = { ignore: !server };
+const uri = server ? `redis://127.0.0.1:${server.port}/0` : "";
+if (server) {
+  await using backend = redis(uri);
+  await settle(backend);
+}
+let unique = 0;
+const lockName = (tag: string) => `redis-${tag}-${Date.now()}-${unique++}`;
+const get = (key: string) => admin(server!.port, (c) => c.get(key));
 
-/** Runs `work` on a client of its own, out of band. */
-async function admin<T>(work: (client: Redis) => Promise<T>): Promise<T> {
-  const client = new Redis({ port: server!.port, lazyConnect: true });
-  await client.connect();
+/** Kills a server of the test's own; a timer keeps the event loop alive meanwhile. */
+async function stop(own: TestServer): Promise<void> {
+  const keepAlive = setInterval(() => {}, 50);
   try {
-    return await work(client);
+    await own.kill();
   } finally {
-    client.disconnect();
+    clearInterval(keepAlive);
   }
 }
-
-const fixture = fixtureOf(server, {
-  name: "redis",
-  uriAt,
-  uriWithSecret: (secret, port) =>
-    `redis://coolock:${secret}@127.0.0.1:${port}/0?connect_timeout=3`,
-  open: redis,
-  ttl: 2,
-  remove: (lock) =>
-    admin(async (client) => void await client.del(`coolock:lock:${lock}`)),
-});
-
-contract(fixture);
-
-const request = requestsWith({ expiresInMs: 30_000, timeoutMs: 10_000 });
-const lockName = lockNamesOf("redis");
-const withServer = { ignore: !server };
 
 Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
   assertEquals(redis("redis://db").displayUri, "redis://db");
@@ -81,8 +64,11 @@ Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
     "redis://app:***@db/2",
   );
   redis("redis://s1:26379,s2:26379/0?sentinel=mymaster&sentinel_password=x");
-  const bad = (uri: string, pattern: RegExp) =>
-    assertBadUri(redis, uri, pattern);
+  const bad = (text: string, pattern: RegExp) => {
+    const error = assertThrows(() => redis(text), TypeError);
+    assertMatch(error.message, pattern);
+    assert(!error.message.includes("hunter2"), "the password is hidden");
+  };
   bad("redis://:hunter2@db/x", /bad database 'x'/);
   bad("redis://:hunter2@db/1/2", /bad database '1\/2'/);
   bad("redis://:hunter2@db/-1", /bad database '-1'/);
@@ -98,59 +84,156 @@ Deno.test("redis URIs: database, TLS files, Sentinel and bad values", () => {
   bad("redis://:hunter2@", /no host/);
 });
 
-testLoadsNoClient({
-  label: "redis",
-  module: "backends/redis/mod.ts",
-  factory: "redis",
-  uri: "redis://127.0.0.1:1",
-  use: "close",
-  noNpm: true,
-  expect: ["clean", "clean"],
+Deno.test("redis: the Deno permissions it needs are its hosts, its TLS files and env", () => {
+  assertEquals(redis("redis://db:6380/1").permissions, [
+    { name: "net", host: "db:6380" },
+    { name: "env" },
+  ]);
+  assertEquals(
+    redis("redis://s1:26379,s2/0?sentinel=m").permissions?.[0],
+    { name: "net" },
+    "Sentinels name the master at connect: any host",
+  );
 });
 
 Deno.test(
-  "redis: a stale claim's renew and release leave a newer holder alone",
+  "redis: a database the server lacks is a RangeError naming it, and exit 64 from the CLI",
   withServer,
   async () => {
-    const name = lockName("stale");
-    await using a = redis(fixture!.uri);
-    await using b = redis(fixture!.uri);
-    const stale = await a.tryAcquire(request(name, { expiresInMs: 300 }));
-    assert(stale, "the first claim");
-    await sleep(400);
-    const fresh = await b.tryAcquire(request(name));
-    assert(fresh, "the lock expired and a new owner took it");
-    await assertRejects(
-      () => stale.renew(60_000, AbortSignal.timeout(5_000)),
-      LockLostError,
+    const at = `redis://:s3cret@127.0.0.1:${server!.port}/99`;
+    await using backend = redis(at);
+    const error = await assertRejects(
+      () => acquire({ backend, lock: lockName("db99"), ttl: 2, guardTime: 0 }),
+      RangeError,
     );
-    assert(stale.lost?.aborted, "the stale claim's lost signal fired");
-    await stale.release(0);
-    await stale.release(5_000);
-    const [value, ttl] = await admin((client) =>
-      Promise.all([
-        client.get(`coolock:lock:${name}`),
-        client.pttl(`coolock:lock:${name}`),
-      ])
+    assertEquals(
+      error.message,
+      `Redis URI 'redis://:***@127.0.0.1:${
+        server!.port
+      }/99' names database 99, which does not exist on this server (it has 16: use /0 to /15)`,
     );
-    assert(value?.startsWith("test:"), "the newer holder's value is intact");
-    assert(ttl > 25_000, `the newer holder's expiry is intact, not ${ttl} ms`);
-    assert(!fresh.lost?.aborted, "the newer holder is not lost");
-    await fresh.release(0);
+    assertEquals(
+      await admin(server!.port, (c) => c.keys("coolock:lock:redis-db99-*")),
+      [],
+      "nothing landed in database 0",
+    );
+    const result = await runCli([
+      "--log-file",
+      "-",
+      "-b",
+      at,
+      "-l",
+      lockName("db99"),
+      "--",
+      "echo",
+      "must-not-run",
+    ]);
+    assertEquals(result.code, 64, result.stderr);
+    assertMatch(oneLine(result.stderr), /database 99, which does not exist/);
+    assert(!result.stderr.includes("s3cret"), "the password is hidden");
+    assert(!result.stdout.includes("must-not-run"), "the command never ran");
   },
 );
 
 Deno.test(
-  "redis: guard time on release is a PEXPIRE to what is left",
+  "redis: a URI pointed at a memcached port says it is not a Redis server",
+  { ignore: !available(memcachedServer) },
+  async () => {
+    const other = await sharedServer(memcachedServer);
+    await using backend = redis(`redis://127.0.0.1:${other!.port}/0`);
+    const error = await assertRejects(
+      () => backend.tryAcquire(request(lockName("not-redis"))),
+      BackendUnavailableError,
+    );
+    assertEquals(
+      error.message,
+      `Backend 'redis://127.0.0.1:${other!.port}/0' is unavailable: 127.0.0.1:${
+        other!.port
+      } is not a Redis server`,
+    );
+  },
+);
+
+Deno.test(
+  "redis: a mutex is the previous release's key, valued with who holds it",
+  withServer,
+  async () => {
+    const name = lockName("value");
+    await using a = redis(uri);
+    const owner = `test:${crypto.randomUUID()}`;
+    const claim = await a.tryAcquire(
+      request(name, { owner, node: "n1", guardMs: 4_000 }),
+    );
+    assert(claim, "acquired");
+    const [value, serverTime] = await admin(
+      server!.port,
+      (c) => Promise.all([c.get(`coolock:lock:${name}`), c.time()]),
+    );
+    const stored = JSON.parse(value!);
+    assertEquals(
+      { ...stored, since: 0 },
+      {
+        owner,
+        node: "n1",
+        limit: 1,
+        guard: 4_000,
+        since: 0,
+        token: String(claim.token),
+      },
+    );
+    const nowMs = Number(serverTime[0]) * 1000;
+    assert(
+      Math.abs(stored.since - nowMs) < 2_000,
+      "since is the server's clock",
+    );
+    await claim.release(0);
+    assertEquals(await get(`coolock:lock:${name}`), null);
+    assertEquals(
+      await get(`coolock:limit:${name}`),
+      null,
+      "the limit goes too",
+    );
+  },
+);
+
+Deno.test(
+  "redis: a key of the previous release (only an owner) excludes, and status reads it",
+  withServer,
+  async () => {
+    const name = lockName("compat");
+    await admin(
+      server!.port,
+      (c) => c.set(`coolock:lock:${name}`, "old-node:123:abc", "PX", 30_000),
+    );
+    await using a = redis(uri);
+    assertEquals(await a.tryAcquire(request(name)), undefined);
+    const [status] = await lockStatus(a, name);
+    assertEquals(status.holders.length, 1);
+    assertEquals(status.holders[0].owner, "old-node:123:abc");
+    assertEquals(status.holders[0].state, "held");
+    await forceRelease(a, name);
+  },
+);
+
+Deno.test(
+  "redis: guard time on release rewrites the value as released and keeps the key for what is left",
   withServer,
   async () => {
     const name = lockName("guard");
-    await using a = redis(fixture!.uri);
+    await using a = redis(uri);
     const claim = await a.tryAcquire(request(name));
     assert(claim, "acquired");
     await claim.release(1_500);
-    const ttl = await admin((c) => c.pttl(`coolock:lock:${name}`));
+    const [value, ttl] = await admin(
+      server!.port,
+      (c) =>
+        Promise.all([
+          c.get(`coolock:lock:${name}`),
+          c.pttl(`coolock:lock:${name}`),
+        ]),
+    );
     assert(ttl > 1_000 && ttl <= 1_500, `held for the guard time, ${ttl} ms`);
+    assert(typeof JSON.parse(value!).released === "number", "marked released");
     assertEquals(await a.tryAcquire(request(name)), undefined);
     await sleep(1_600);
     const next = await a.tryAcquire(request(name));
@@ -160,29 +243,65 @@ Deno.test(
 );
 
 Deno.test(
-  "redis: fencing tokens increase across instances and outlive the lock",
+  "redis: semaphore slots are keys of their own, never another lock's, with the limit stored beside them",
   withServer,
   async () => {
-    const name = lockName("fence");
-    await using a = redis(fixture!.uri);
-    await using b = redis(fixture!.uri);
-    const tokens: bigint[] = [];
-    for (let i = 0; i < 6; i++) {
-      const backend = i % 2 ? a : b;
-      const claim = await backend.tryAcquire(
-        request(name, { expiresInMs: i === 2 ? 50 : 30_000 }),
-      );
-      assert(claim, `acquisition ${i}`);
-      tokens.push(claim.token);
-      // One lease expires on its own instead of being released.
-      if (i === 2) await sleep(100);
-      else await claim.release(0);
+    const name = lockName("slots");
+    await using a = redis(uri);
+    const claims = [];
+    for (let i = 0; i < 3; i++) {
+      const claim = await a.tryAcquire(request(name, { limit: 3 }));
+      assert(claim, `slot ${i}`);
+      claims.push(claim);
     }
-    for (let i = 1; i < tokens.length; i++) {
-      assert(tokens[i] > tokens[i - 1], `increasing: ${tokens.join(", ")}`);
-    }
-    const fenceTtl = await admin((c) => c.pttl(`coolock:fence:${name}`));
-    assertEquals(fenceTtl, -1, "the counter never expires");
+    assertEquals(claims.map((c) => c.slot), [0, 1, 2]);
+    assertEquals(await a.tryAcquire(request(name, { limit: 3 })), undefined);
+    const keys = await admin(
+      server!.port,
+      (c) =>
+        Promise.all([
+          c.exists(`coolock:lock:${name}`),
+          c.exists(`coolock:slot:1:${name}`),
+          c.exists(`coolock:slot:2:${name}`),
+          c.get(`coolock:limit:${name}`),
+          c.pttl(`coolock:limit:${name}`),
+        ]),
+    );
+    assertEquals(keys.slice(0, 4), [1, 1, 1, "3"]);
+    assert(Number(keys[4]) > 50_000, "the limit lives as long as the slots");
+    // Lock `<name>:1` is its own lock, not slot 1 of `<name>`.
+    const other = await a.tryAcquire(request(`${name}:1`));
+    assert(other, "a lock named like a slot is free");
+    const removed = await forceRelease(a, name);
+    assertEquals(removed.map((r) => r.what), ["lease", "lease", "lease"]);
+    assert(
+      (await get(`coolock:lock:${name}:1`)) !== null,
+      "forcing one lock leaves the other alone",
+    );
+    assertEquals(await get(`coolock:limit:${name}`), null);
+    const listed = await lockStatus(a, undefined);
+    assert(listed.some((s) => s.name === `${name}:1`), "listed by SCAN");
+    assert(!listed.some((s) => s.name === name), "a forced lock is free");
+    await other.release(0);
+  },
+);
+
+Deno.test(
+  "redis: status lists a lock held only in a slot above 0",
+  withServer,
+  async () => {
+    const name = lockName("list-slot");
+    await using a = redis(uri);
+    const first = await a.tryAcquire(request(name, { limit: 2 }));
+    const second = await a.tryAcquire(request(name, { limit: 2 }));
+    assert(first && second, "both slots");
+    await first.release(0);
+    const all = await lockStatus(a, undefined);
+    const mine = all.find((s) => s.name === name);
+    assert(mine, "listed");
+    assertEquals(mine.holders.map((h) => h.slot), [1]);
+    assertEquals(mine.limit, 2);
+    await second.release(0);
   },
 );
 
@@ -191,13 +310,16 @@ Deno.test(
   withServer,
   async () => {
     const name = `${lockName("bytes")} 'x"; *?[] /%2F 🔒`;
-    await using a = redis(fixture!.uri);
+    await using a = redis(uri);
     const owner = `test:${crypto.randomUUID()}`;
     const claim = await a.tryAcquire(request(name, { owner }));
     assert(claim, "acquired");
-    assertEquals(await admin((c) => c.get(`coolock:lock:${name}`)), owner);
+    const value = await get(`coolock:lock:${name}`);
+    assertEquals(JSON.parse(value!).owner, owner);
+    const [status] = await lockStatus(a, name);
+    assertEquals(status.holders[0].owner, owner);
     await claim.release(0);
-    assertEquals(await admin((c) => c.exists(`coolock:lock:${name}`)), 0);
+    assertEquals(await get(`coolock:lock:${name}`), null);
   },
 );
 
@@ -206,8 +328,8 @@ Deno.test(
   withServer,
   async () => {
     const names = [lockName("wake"), lockName("wake"), lockName("wake")];
-    await using a = redis(fixture!.uri);
-    await using b = redis(fixture!.uri);
+    await using a = redis(uri);
+    await using b = redis(uri);
     const held = await Promise.all(
       names.map((name) => acquire({ backend: a, lock: name, guardTime: 0 })),
     );
@@ -215,7 +337,10 @@ Deno.test(
       acquire({ backend: b, lock: name, guardTime: 0, waitTimeout: 10 })
     );
     await sleep(400);
-    const clients = await admin((c) => c.client("LIST")) as string;
+    const clients = await admin(
+      server!.port,
+      (c) => c.client("LIST"),
+    ) as string;
     const ours = clients.split("\n").filter((line) =>
       line.includes("name=coolock")
     );
@@ -235,8 +360,8 @@ Deno.test(
         handoffs.map((ms) => ms.toFixed(1)).join(", ")
       } ms`,
     );
-    // Without the notification the waiter polls about once a second.
-    for (const ms of handoffs) assert(ms < 500, `handoff took ${ms} ms`);
+    // Without the notification the waiter polls about twice a second.
+    for (const ms of handoffs) assert(ms < 200, `handoff took ${ms} ms`);
   },
 );
 
@@ -245,47 +370,13 @@ Deno.test(
   withServer,
   async () => {
     const name = lockName("early");
-    await using a = redis(fixture!.uri);
+    await using a = redis(uri);
     const started = performance.now();
     await a.waitForChange!(request(name), AbortSignal.timeout(5_000));
     const ms = performance.now() - started;
     assert(ms < 1_000, `a free lock ends the wait at once, not after ${ms} ms`);
   },
 );
-
-testUnreachable({
-  label: "redis",
-  open: redis,
-  uriAt: (port) => `redis://:hunter2@127.0.0.1:${port}/0`,
-  request,
-  withinMs: 3_000,
-  secret: "hunter2",
-});
-
-testHungServer({
-  label: "redis",
-  recipe: redisServer,
-  open: redis,
-  uriAt,
-  request,
-  renew: { expiresInMs: 30_000, signalMs: 1_000 },
-  renewWithinMs: 2_000,
-  // The command timeout ends the call.
-  tryWithinMs: 8_000,
-  recovers: true,
-  ignore: !server,
-});
-
-testCloseReleases({
-  label: "redis",
-  open: () => redis(fixture!.uri),
-  request,
-  lockName,
-  keys: (name) => admin((c) => c.exists(`coolock:lock:${name}`)),
-  waitsOnOther: true,
-  rejectsAfterClose: true,
-  ignore: !server,
-});
 
 const tlsReady = available(redisTlsServer);
 Deno.test("redis: rediss:// with ca, cert and key files", {
@@ -297,6 +388,8 @@ Deno.test("redis: rediss:// with ca, cert and key files", {
     const files =
       `ca=${tls.dir}/ca.crt&cert=${tls.dir}/client.crt&key=${tls.dir}/client.key`;
     await using good = redis(`${base}?${files}`);
+    assertEquals(good.permissions?.filter((p) => p.name === "read").length, 3);
+    await settle(good);
     const claim = await good.tryAcquire(request(lockName("tls")));
     assert(claim, "acquired over TLS with a client certificate");
     await claim.release(0);
@@ -314,12 +407,12 @@ Deno.test("redis: rediss:// with ca, cert and key files", {
     );
     assertMatch(error.message, /certificate/i);
   } finally {
-    await stopServer(tls);
+    await stop(tls);
   }
 });
 
 Deno.test(
-  "redis: ?sentinel= finds the master through a Sentinel",
+  "redis: ?sentinel= finds the master through a Sentinel, and check warns about failover",
   withServer,
   async () => {
     const sentinel = await startServer(redisSentinel(server!.port));
@@ -331,11 +424,12 @@ Deno.test(
       const name = lockName("sentinel");
       const claim = await backend.tryAcquire(request(name));
       assert(claim, "acquired through the Sentinel");
-      assertEquals(
-        await admin((c) => c.get(`coolock:lock:${name}`)) !== null,
-        true,
-      );
+      assert((await get(`coolock:lock:${name}`)) !== null, "on the master");
       await claim.release(0);
+      const results = await backend.check!(AbortSignal.timeout(10_000));
+      const replication = results.find((r) => r.name === "replication");
+      assertEquals(replication?.status, "warn");
+      assertMatch(replication!.detail, /Sentinel failover can lose a lock/);
       await using wrong = redis(
         `redis://127.0.0.1:${sentinel.port}/0?sentinel=nosuchmaster`,
       );
@@ -344,7 +438,7 @@ Deno.test(
         BackendUnavailableError,
       );
     } finally {
-      await stopServer(sentinel);
+      await stop(sentinel);
     }
   },
 );

@@ -1,29 +1,40 @@
-/** redis-server, without persistence. */
+/** redis-server recipes: plain (without persistence), TLS, Sentinel. */
 
 import { makeCertificates } from "../certs.ts";
 import { acceptsTcp, ask, type ServerRecipe } from "./server.ts";
 
-export const redisServer: ServerRecipe = {
-  kind: "redis",
-  requires: ["/usr/bin/redis-server"],
-  command: (_dir, [port]) => ({
-    cmd: "/usr/bin/redis-server",
-    args: [
-      "--port",
-      String(port),
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--protected-mode",
-      "no",
-    ],
-  }),
-  ready: async (_dir, [port]) =>
-    (await ask(port, "PING\r\n")).startsWith("+PONG"),
-};
+/**
+ * redis-server without persistence, plus `extra` arguments (a password, a
+ * renamed command, a save point), for a server of a test's own.
+ */
+export function redisServerWith(extra: readonly string[] = []): ServerRecipe {
+  return {
+    kind: "redis",
+    requires: ["/usr/bin/redis-server"],
+    command: (_dir, [port]) => ({
+      cmd: "/usr/bin/redis-server",
+      args: [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        ...extra,
+      ],
+    }),
+    // NOAUTH means it is up too, behind a password.
+    ready: async (_dir, [port]) =>
+      /^(\+PONG|-NOAUTH)/.test(await ask(port, "PING\r\n")),
+  };
+}
+
+/** redis-server, without persistence: a restart loses every lock. */
+export const redisServer: ServerRecipe = redisServerWith();
 
 /**
  * redis-server on a TLS port only, with a throwaway CA; clients must show a

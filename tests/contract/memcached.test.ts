@@ -1,0 +1,4 @@
+import { memcachedFixture } from "../backends/memcached/fixture.ts";
+import { contract } from "./suite.ts";
+
+contract(await memcachedFixture());
