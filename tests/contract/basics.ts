@@ -12,6 +12,7 @@ import { LockHeldError, LockLostError } from "../../src/errors.ts";
 import { acquire } from "../../src/lease.ts";
 import {
   alive,
+  cleanEnv,
   CLI_COMMAND,
   eventually,
   oneLine,
@@ -385,7 +386,8 @@ export function basics(test: Register, label: string): void {
             "--shell",
             `echo ran >> ${dir}/ran`,
           ],
-          env: { ...f.env, NO_COLOR: "1" },
+          env: cleanEnv(f.env),
+          clearEnv: true,
           stdout: "piped",
           stderr: "piped",
         }).spawn(),
