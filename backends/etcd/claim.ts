@@ -1,91 +1,65 @@
 /**
- * A held etcd lock: the lowest key of its prefix, kept by its lease. It
- * watches its own key, so that a deletion or an overwrite aborts `lost` at
- * once, and it counts the lease out by the time of the last acknowledged
- * keepalive, since clients learn of a dead lease late.
+ * A held etcd lock slot: a queue entry among the lock's oldest `limit`,
+ * kept by its lease (with its slot key, for a limit above 1). It watches
+ * its entry, so that a deletion (a forced release, an operator) or an
+ * overwrite aborts `lost` at once, and it counts the lease out by the time
+ * of the last acknowledged keepalive, since clients learn of a dead lease
+ * late (grpc-js by seconds). Guard time is the entry moved to a fresh lease
+ * of what is left, which nobody renews.
  *
  * @module
  */
 
 import { type Claim, LockLostError } from "../../src/backend.ts";
-import { abortableDelay } from "../../src/timing.ts";
-import { leaseSeconds } from "./keys.ts";
-import type { EtcdOps, OwnedKey } from "./ops.ts";
+import { abortableDelay, later } from "../../src/timing.ts";
+import { decodeEntry, encodeEntry, stillOwned } from "./keys.ts";
+import { type Compare, type EtcdOps, leaseSeconds, type TxnOp } from "./ops.ts";
+import type { Place } from "./queue.ts";
 
-/**
- * One acquisition's key: a place in the queue until it is the lowest.
- *
- * @example
- * ```ts
- * import type { Place } from "./claim.ts";
- * const first = (place: Place) => place.predecessor === undefined;
- * ```
- */
-export interface Place {
-  /** The acquisition's key. */
-  readonly key: string;
-  /** Its lease. */
-  readonly lease: string;
-  /** The TTL the server granted the lease. */
-  readonly ttlMs: number;
-  /** When the last acknowledged grant or keepalive of the lease was sent. */
-  ackedAt: number;
-  /** The revision that created the key. */
-  createRevision: bigint;
-  /** The store revision of the last read. */
-  revision: bigint;
-  /** The key just before this one in the queue, to watch. */
-  predecessor?: { key: string; revision: bigint };
-  /** Stops keeping the lease alive for the queue. */
-  readonly stop: () => void;
-}
-
-/**
- * The claim of a place that became the lowest key of its lock.
- *
- * @example
- * ```ts ignore
- * import { EtcdClaim } from "./claim.ts";
- * const claim = new EtcdClaim(ops, "report", owner, place, 5_000, () => {});
- * await claim.release(0);
- * ```
- */
+/** The claim of a place that came to hold a slot of its lock. */
 export class EtcdClaim implements Claim {
-  /** Slots other than 0 come with the semaphore (issue 16). */
-  readonly slot = 0;
-  /** The fencing token: the key's create revision. */
+  /** The slot held, 0 … limit − 1. */
+  readonly slot: number;
+  /** The fencing token: the entry's create revision. */
   readonly token: bigint;
   readonly #lost = new AbortController();
   readonly #watching = new AbortController();
-  /** Aborts when the key is deleted, overwritten or its lease runs out. */
+  /** Aborts when the entry is deleted, overwritten or its lease runs out. */
   readonly lost: AbortSignal = this.#lost.signal;
-  readonly #held: OwnedKey;
+  readonly #key: string;
+  readonly #slotKey?: string;
+  #value: string;
   #lease: string;
   #ttlMs: number;
   #ackedAt: number;
-  #expiry?: ReturnType<typeof setTimeout>;
+  #cancelExpiry = () => {};
   #released?: Promise<void>;
 
   /**
-   * Starts watching the key and counting out its lease.
+   * Starts watching the entry and counting out its lease.
    *
    * @param ops the etcd calls
    * @param name the lock name
-   * @param owner the owner the key holds
    * @param place the winning place
+   * @param slot the slot it holds
+   * @param slotKey its slot key, for a limit above 1
    * @param timeoutMs the bound on one call
    * @param onDone called once the claim is released
    */
   constructor(
     private readonly ops: EtcdOps,
     private readonly name: string,
-    private readonly owner: string,
     place: Place,
+    slot: number,
+    slotKey: string | undefined,
     private readonly timeoutMs: number,
     private readonly onDone: () => void,
   ) {
+    this.slot = slot;
     this.token = place.createRevision;
-    this.#held = { key: place.key, value: owner, createRevision: this.token };
+    this.#key = place.key;
+    this.#slotKey = slotKey;
+    this.#value = place.value;
     this.#lease = place.lease;
     this.#ttlMs = place.ttlMs;
     this.#ackedAt = place.ackedAt;
@@ -103,17 +77,16 @@ export class EtcdClaim implements Claim {
   }
 
   #stop() {
-    clearTimeout(this.#expiry);
+    this.#cancelExpiry();
     this.#watching.abort();
   }
 
   #armExpiry() {
-    clearTimeout(this.#expiry);
+    this.#cancelExpiry();
     // Clients learn of a dead lease late; the server drops it at this time.
-    const due = this.#ackedAt + this.#ttlMs - performance.now();
-    this.#expiry = setTimeout(
+    this.#cancelExpiry = later(
       () => this.#lose("no keepalive was acknowledged within the lease TTL"),
-      Math.max(0, due),
+      this.#ackedAt + this.#ttlMs - performance.now(),
     );
   }
 
@@ -121,11 +94,14 @@ export class EtcdClaim implements Claim {
     const signal = this.#watching.signal;
     while (!signal.aborted) {
       try {
-        const change = await this.ops.nextChange(this.#held.key, from, signal);
+        const change = await this.ops.watch(
+          { key: this.#key, fromRevision: from },
+          signal,
+        );
         if (change.kind === "delete") {
           return void this.#lose("its key was deleted");
         }
-        if (change.value !== this.owner) {
+        if (change.value !== this.#value) {
           return void this.#lose("its key was overwritten");
         }
         from = change.revision + 1n;
@@ -139,19 +115,35 @@ export class EtcdClaim implements Claim {
     }
   }
 
+  /** The conditions under which the entry (and its slot) are still ours. */
+  #owned(): Compare[] {
+    return [
+      ...stillOwned(this.#key, this.#value, this.token),
+      ...(this.#slotKey === undefined ? [] : [
+        { key: this.#slotKey, target: "value", equals: this.#key } as const,
+      ]),
+    ];
+  }
+
+  /** Resolves the store revision at which the entry was still ours. */
   async #check(signal: AbortSignal): Promise<bigint> {
-    const state = await this.ops.read(this.#held.key, this.#bound(signal));
-    if (state?.value !== this.owner || state.createRevision !== this.token) {
-      throw this.#lose("its key is gone or belongs to another owner");
+    const result = await this.ops.txn(
+      this.#owned(),
+      [],
+      [],
+      this.#bound(signal),
+    );
+    if (!result.succeeded) {
+      throw this.#lose("its key or slot is gone or belongs to another owner");
     }
-    return state.revision;
+    return result.revision;
   }
 
   #bound(signal: AbortSignal): AbortSignal {
     return AbortSignal.any([signal, AbortSignal.timeout(this.timeoutMs)]);
   }
 
-  /** Keeps the lease alive, or moves the key to a shorter one. */
+  /** Keeps the lease alive, or moves the entry to a shorter one. */
   async renew(expiresInMs: number, signal: AbortSignal): Promise<void> {
     if (this.#watching.signal.aborted) {
       throw new LockLostError(this.name, "it was released or lost before");
@@ -161,7 +153,7 @@ export class EtcdClaim implements Claim {
       // The lease still covers the guard time; shorten it once that has run.
       if (this.#ackedAt + this.#ttlMs - sentAt >= expiresInMs) {
         await this.#check(signal);
-      } else await this.#swap(expiresInMs, signal);
+      } else await this.#swap(expiresInMs, false, signal);
       return;
     }
     const [ttl] = await Promise.all([
@@ -173,20 +165,39 @@ export class EtcdClaim implements Claim {
     this.#armExpiry();
   }
 
-  /** Moves the key to a fresh lease of `expiresInMs`, then revokes the old. */
-  async #swap(expiresInMs: number, signal: AbortSignal) {
+  /**
+   * Moves the entry (and its slot key) to a fresh lease of `expiresInMs`,
+   * then revokes the old one; `guard` marks it released into guard time.
+   */
+  async #swap(expiresInMs: number, guard: boolean, signal: AbortSignal) {
     const sentAt = performance.now();
     const [lease, ttl] = await this.ops.grant(
       leaseSeconds(expiresInMs),
       this.#bound(signal),
     );
     const old = this.#lease;
+    const value = guard
+      ? encodeEntry({ ...decodeEntry(this.#value), guard: Date.now() })
+      : this.#value;
+    const moves: TxnOp[] = [
+      { put: { key: this.#key, value, lease } },
+      ...(this.#slotKey === undefined
+        ? []
+        : [{ put: { key: this.#slotKey, value: this.#key, lease } }]),
+    ];
     let moved = false;
     try {
-      moved = await this.ops.replace(this.#held, lease, this.#bound(signal));
+      moved =
+        (await this.ops.txn(this.#owned(), moves, [], this.#bound(signal)))
+          .succeeded;
     } finally {
       if (moved) {
-        [this.#lease, this.#ttlMs, this.#ackedAt] = [lease, ttl * 1000, sentAt];
+        [this.#lease, this.#ttlMs, this.#ackedAt, this.#value] = [
+          lease,
+          ttl * 1000,
+          sentAt,
+          value,
+        ];
       }
       const revoked = moved ? [old] : [lease, old];
       await Promise.allSettled(
@@ -197,7 +208,7 @@ export class EtcdClaim implements Claim {
     if (!this.#watching.signal.aborted) this.#armExpiry();
   }
 
-  /** Deletes the key, or leaves it on a fresh lease for the guard time. */
+  /** Deletes the entry, or leaves it on a fresh lease for the guard time. */
   release(holdMs: number): Promise<void> {
     return this.#released ??= this.#release(holdMs);
   }
@@ -208,11 +219,13 @@ export class EtcdClaim implements Claim {
     try {
       if (holdMs > 0) {
         // A fresh lease that nobody renews keeps the key for the guard time.
-        await this.#swap(holdMs, signal).catch((error) => {
+        await this.#swap(holdMs, true, signal).catch((error) => {
           if (!(error instanceof LockLostError)) throw error;
         });
       } else {
-        await this.ops.remove(this.#held, signal);
+        // Revoking the lease deletes the entry and its slot key, and only
+        // while they are still on it: an entry that another owner put again
+        // is on that owner's lease.
         await this.ops.revoke(this.#lease, signal);
       }
     } finally {

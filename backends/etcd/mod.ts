@@ -1,8 +1,12 @@
 /**
- * The lock recipe that the `etcd` (JSON gateway) and `etcd3` (gRPC) backends
- * share, on their own {@linkcode EtcdOps}: each acquisition queues its own
- * key (`etcd_keys.ts`, `etcd_queue.ts`); the lowest key holds the lock
- * (`etcd_claim.ts`), and a waiter watches only its predecessor.
+ * The lock recipe that the `etcd` (JSON gateway, `gateway/`) and `etcd3`
+ * (gRPC, `grpc/`) backends share, on their own transport ({@linkcode EtcdOps}):
+ * each acquisition queues an entry key with a lease of its own (`queue.ts`,
+ * in the layout of `keys.ts`); the `limit` oldest entries hold the lock,
+ * each in a slot of its own (`slots.ts`), and a waiter watches only what it
+ * waits on; a held slot is `claim.ts`; the operator's calls are
+ * `operate.ts` and `check.ts`. Both transports run this very code, so their
+ * locks exclude each other.
  *
  * @module
  */
@@ -10,48 +14,43 @@
 import {
   type Backend,
   BackendUnavailableError,
+  type CheckResult,
   type Claim,
+  LimitMismatchError,
   type LockRequest,
+  type LockStatus,
+  type Removal,
 } from "../../src/backend.ts";
-import { abortableDelay } from "../../src/timing.ts";
 import { Holdings } from "../../src/holdings.ts";
-import { EtcdClaim, type Place } from "./claim.ts";
+import { abortableDelay } from "../../src/timing.ts";
+import { EtcdClaim } from "./claim.ts";
 import { lockPrefix } from "./keys.ts";
 import type { EtcdOps } from "./ops.ts";
-import { EtcdQueue } from "./queue.ts";
-import type { EtcdConfig } from "./uri.ts";
+import { checkEtcd } from "./check.ts";
+import { forceRelease, lockStatus } from "./operate.ts";
+import { EtcdQueue, type Standing } from "./queue.ts";
+import type { EtcdTarget } from "./uri.ts";
 
 /** The shortest lease TTL that etcd grants with its default timing. */
-export const ETCD_MIN_TTL_MS = 2_000;
+const MIN_TTL_MS = 2_000;
 
-/**
- * The etcd lock backend over a set of {@linkcode EtcdOps}; the `etcd` and
- * `etcd3` factories build it on their own clients.
- *
- * @example
- * ```ts
- * import { EtcdBackend } from "./mod.ts";
- * import { parseEtcdUri } from "./uri.ts";
- * const config = parseEtcdUri("etcd://127.0.0.1", "etcd");
- * const backend = new EtcdBackend(
- *   "etcd",
- *   config,
- *   () => Promise.reject(new Error("no client here")),
- * );
- * await backend.close();
- * ```
- */
+/** etcd's longest lease TTL (`MaxLeaseTTL` in its lessor), 9,000,000,000 s. */
+const MAX_TTL_MS = 9_000_000_000 * 1000;
+
+/** The etcd lock backend over one transport; `etcd` and `etcd3` build it. */
 export class EtcdBackend implements Backend {
-  /** Waiters queue in create-revision order and watch their predecessor. */
+  /** Waiters queue in create-revision order and watch what they wait on. */
   readonly capabilities = {
     notifiesWaiters: true,
     fairQueue: true,
-    minTtlMs: ETCD_MIN_TTL_MS,
+    minTtlMs: MIN_TTL_MS,
+    maxTtlMs: MAX_TTL_MS,
     clock: "server",
-    maxTtlMs: 366 * 86_400_000,
-    listsLocks: false,
-    storesLimit: false,
+    listsLocks: true,
+    storesLimit: true,
   } as const;
+  /** The URI scheme, such as `etcd` or `etcd3+https`. */
+  readonly scheme: string;
   /** The URI with its password replaced by `***`. */
   readonly displayUri: string;
   readonly #queue: EtcdQueue;
@@ -61,97 +60,131 @@ export class EtcdBackend implements Backend {
   #closed = false;
 
   /**
-   * Keeps the configuration; `connect` runs on first use.
+   * Keeps the target; `open` runs on first use.
    *
-   * @param scheme the scheme this backend serves
-   * @param config the parsed URI
-   * @param connect makes the client, on first use
+   * @param target the checked URI
+   * @param open makes the transport, on first use
+   * @param permissions the Deno permissions the backend needs
    */
   constructor(
-    /** The URI scheme, such as `etcd` or `etcd3+https`. */
-    readonly scheme: string,
-    private readonly config: EtcdConfig,
-    private readonly open: () => Promise<EtcdOps>,
+    private readonly target: EtcdTarget,
+    private readonly open: (signal: AbortSignal) => Promise<EtcdOps>,
+    /** The Deno permissions: net to each host, TLS files, the client's env. */
+    readonly permissions: readonly Deno.PermissionDescriptor[],
   ) {
-    this.displayUri = config.uri.display;
-    this.#queue = new EtcdQueue(config.timeoutMs);
+    this.scheme = target.uri.scheme;
+    this.displayUri = target.uri.display;
+    this.#queue = new EtcdQueue(target.timeoutMs);
   }
 
   #client(): Promise<EtcdOps> {
     if (this.#closed) throw new TypeError("The etcd backend is closed");
-    return this.#ops ??= this.open();
+    if (!this.#ops) {
+      const opening = this.open(AbortSignal.timeout(this.target.timeoutMs));
+      // A failed connect is tried again on the next call.
+      opening.catch(() => {
+        if (this.#ops === opening) this.#ops = undefined;
+      });
+      this.#ops = opening;
+    }
+    return this.#ops;
+  }
+
+  #unavailable(error: unknown): Error {
+    if (
+      error instanceof BackendUnavailableError ||
+      error instanceof LimitMismatchError || error instanceof TypeError
+    ) return error;
+    return new BackendUnavailableError(
+      this.displayUri,
+      String((error as Error)?.message ?? error).replace(/\s+/g, " "),
+      { cause: error },
+    );
   }
 
   /** Makes the client ahead of the first attempt. */
   async connect(): Promise<void> {
-    await this.#client();
-  }
-
-  /** Queues a key and holds the lock when it is the lowest. */
-  async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
-    request.signal.throwIfAborted();
-    const ops = await this.#client();
-    const queue = this.#queue;
-    const prefix = lockPrefix(this.config.root, request.name);
     try {
-      const place = await queue.take(ops, prefix, request);
-      if (!place) return undefined;
-      const before = await ops.predecessor(
-        prefix,
-        place.createRevision,
-        request.signal,
-      );
-      if (!before) {
-        return this.#holdings.track(this.#claim(ops, request, place), request);
-      }
-      if (!request.wait) {
-        await queue.drop(request.owner, ops);
-        return undefined;
-      }
-      place.predecessor = before;
-      return undefined;
+      await this.#client();
     } catch (error) {
-      if (!request.wait) await queue.drop(request.owner, ops);
-      if (error instanceof BackendUnavailableError) throw error;
-      throw new BackendUnavailableError(
-        this.displayUri,
-        (error as Error)?.message ?? String(error),
-        { cause: error },
-      );
+      throw this.#unavailable(error);
     }
   }
 
-  #claim(ops: EtcdOps, request: LockRequest, place: Place): Claim {
+  /** Queues an entry; holds a slot when it is among the oldest `limit`. */
+  async tryAcquire(request: LockRequest): Promise<Claim | undefined> {
+    request.signal.throwIfAborted();
+    if (!Number.isSafeInteger(request.limit) || request.limit < 1) {
+      throw new RangeError(`Lock limit must be a whole number from 1`);
+    }
+    let ops: EtcdOps;
+    try {
+      ops = await this.#client();
+    } catch (error) {
+      throw this.#unavailable(error);
+    }
+    const prefix = lockPrefix(this.target.root, request.name);
+    let standing: Standing | undefined;
+    try {
+      standing = await this.#queue.take(ops, prefix, request);
+    } catch (error) {
+      if (!request.wait || error instanceof LimitMismatchError) {
+        await this.#queue.drop(request.owner, ops);
+      }
+      throw this.#unavailable(error);
+    }
+    if (!standing?.holds) return undefined;
+    const { place, slot, slotKey } = standing;
     this.#queue.won(request.owner, place);
     const claim = new EtcdClaim(
       ops,
       request.name,
-      request.owner,
       place,
-      this.config.timeoutMs,
+      slot,
+      slotKey,
+      this.target.timeoutMs,
       () => this.#claims.delete(claim),
     );
     this.#claims.add(claim);
-    return claim;
+    return this.#holdings.track(claim, request);
   }
 
-  /** Resolves when this waiter's predecessor in the queue is deleted. */
+  /** Resolves when what this waiter waits on changes. */
   async waitForChange(
     request: LockRequest,
     signal: AbortSignal,
   ): Promise<void> {
-    const before = this.#queue.get(request.owner)?.predecessor;
-    if (!before) return await abortableDelay(60_000, signal);
+    const watch = this.#queue.get(request.owner)?.watch;
+    if (!watch) return await abortableDelay(60_000, signal);
     const ops = await this.#client();
-    for (;;) {
-      const change = await ops.nextChange(
-        before.key,
-        before.revision + 1n,
-        signal,
-      );
-      if (change.kind === "delete") return;
-      before.revision = change.revision;
+    await ops.watch(watch, signal);
+  }
+
+  async #operate<T>(call: (ops: EtcdOps) => Promise<T>): Promise<T> {
+    try {
+      return await call(await this.#client());
+    } catch (error) {
+      throw this.#unavailable(error);
     }
+  }
+
+  /** Who holds the lock `name` (or every lock under the root), and who waits. */
+  status(name: string | undefined, signal: AbortSignal): Promise<LockStatus[]> {
+    return this.#operate((ops) =>
+      lockStatus(ops, this.target.root, name, signal)
+    );
+  }
+
+  /** Revokes the leases of every holder, guard and waiter of `name`. */
+  forceRelease(name: string, signal: AbortSignal): Promise<Removal[]> {
+    return this.#operate((ops) =>
+      forceRelease(ops, this.target.root, name, signal)
+    );
+  }
+
+  /** Checks the endpoints, credentials, permissions, clock and cluster. */
+  check(signal: AbortSignal): Promise<CheckResult[]> {
+    return this.#operate((ops) => checkEtcd(ops, this.target, signal));
   }
 
   /** Releases held claims, gives up queue places and closes the client. */

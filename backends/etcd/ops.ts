@@ -1,91 +1,126 @@
 /**
- * The few etcd calls the lock recipe needs (`etcd_lock.ts`); the `etcd`
- * backend implements them on the JSON gateway, `etcd3` on gRPC.
+ * The transport interface of the etcd recipe: the few etcd v3 calls that
+ * the lock, the semaphore and the operator's calls need, in plain terms
+ * (text keys and values, bigint revisions, decimal lease ids). The `etcd`
+ * backend implements it on the JSON gateway (`gateway/ops.ts`), `etcd3` on
+ * gRPC (`grpc/ops.ts`); everything above it is written once.
+ *
+ * Leases are counted in whole seconds, as etcd grants them.
  *
  * @module
  */
 
-/**
- * What a key holds at one revision.
- *
- * @example
- * ```ts
- * import type { KeyState } from "./ops.ts";
- * const token = (state: KeyState) => state.createRevision;
- * ```
- */
-export interface KeyState {
-  /** The revision that created the key: the fencing token. */
-  readonly createRevision: bigint;
-  /** The owner that the key names. */
+/** A key as a range read returns it. */
+export interface KeyValue {
+  readonly key: string;
   readonly value: string;
-  /** The store revision at which it was read. */
+  /** The revision that created the key: an entry's fencing token. */
+  readonly createRevision: bigint;
+  /** The revision of its last change. */
+  readonly modRevision: bigint;
+  /** Its lease id, decimal; `"0"` for none. */
+  readonly lease: string;
+}
+
+/** A range read: keys in `[key, end)` (only `key` without `end`). */
+export interface RangeQuery {
+  readonly key: string;
+  readonly end?: string;
+  /** At most this many keys. */
+  readonly limit?: number;
+  /** Sorted by create revision; by key when absent. */
+  readonly order?: "oldest" | "newest";
+  /** Only keys created at or below this revision. */
+  readonly maxCreateRevision?: bigint;
+}
+
+/** A condition of a transaction; with `end`, every key of the range must meet it. */
+export type Compare =
+  | {
+    readonly key: string;
+    readonly end?: string;
+    /** `create` 0 means the key (every key of the range) is absent. */
+    readonly target: "create" | "mod";
+    readonly equals: bigint;
+  }
+  | { readonly key: string; readonly target: "value"; readonly equals: string };
+
+/** One operation of a transaction's branch. */
+export type TxnOp =
+  | {
+    readonly put: {
+      readonly key: string;
+      readonly value: string;
+      readonly lease: string;
+    };
+  }
+  | { readonly delete: string }
+  | { readonly range: RangeQuery };
+
+/** What a transaction did. */
+export interface TxnResult {
+  /** Whether every compare held, so that `success` ran. */
+  readonly succeeded: boolean;
+  /** The store revision after it. */
+  readonly revision: bigint;
+  /** The results of the branch's range operations, in order. */
+  readonly ranges: readonly (readonly KeyValue[])[];
+}
+
+/** A watch: keys in `[key, end)` (only `key` without `end`), from a revision. */
+export interface WatchQuery {
+  readonly key: string;
+  readonly end?: string;
+  readonly fromRevision: bigint;
+  /** Only deletions wake it. */
+  readonly deletesOnly?: boolean;
+}
+
+/** The first event of a watch. */
+export interface KeyChange {
+  readonly kind: "put" | "delete";
+  readonly key: string;
+  /** The new value of a put; `""` for a delete. */
+  readonly value: string;
   readonly revision: bigint;
 }
 
-/**
- * A key as its owner put it: only while it still holds `value` and was
- * created at `createRevision` is it that owner's.
- *
- * @example
- * ```ts
- * import type { OwnedKey } from "./ops.ts";
- * const mine: OwnedKey = { key: "coolock/a/1f", value: "node-1:ab", createRevision: 7n };
- * ```
- */
-export interface OwnedKey {
-  /** The key. */
-  readonly key: string;
-  /** The owner it holds. */
-  readonly value: string;
-  /** The revision that created it. */
-  readonly createRevision: bigint;
+/** What one member says of itself and its cluster. */
+export interface ServerStatus {
+  readonly version: string;
+  /** The member id of the leader this member knows; `"0"` for none. */
+  readonly leader: string;
+  /** This member's id. */
+  readonly member: string;
+  /** Alarms and errors the member reports (such as `NOSPACE`). */
+  readonly errors: readonly string[];
+}
+
+/** One member of the cluster. */
+export interface Member {
+  readonly id: string;
+  readonly name: string;
+}
+
+/** An endpoint's answer to `GET /version`, over plain HTTP(S). */
+export interface Ping {
+  /** The server's version, such as `3.4.23`. */
+  readonly version: string;
+  /** The HTTP `Date` header, in ms since the epoch (whole seconds); absent without one. */
+  readonly date?: number;
 }
 
 /**
- * A put of a key with a lease, for {@linkcode EtcdOps.create}.
- *
- * @example
- * ```ts
- * import type { LeasedPut } from "./ops.ts";
- * const put: LeasedPut = { key: "coolock/a/1f", value: "node-1:ab", lease: "31" };
- * ```
+ * How the credentials of the URI fare: `authenticated` (accepted),
+ * `disabled` (the server has auth off: none are needed), `required` (auth
+ * is on and the URI has none). Wrong ones reject.
  */
-export interface LeasedPut {
-  /** The key. */
-  readonly key: string;
-  /** The owner it holds. */
-  readonly value: string;
-  /** The lease id, decimal. */
-  readonly lease: string;
-  /** Put only when no key exists under this prefix. */
-  readonly ifEmpty?: string;
-}
+export type AuthState = "authenticated" | "disabled" | "required";
 
 /**
- * The first change to a watched key.
- *
- * @example
- * ```ts
- * import type { KeyChange } from "./ops.ts";
- * const gone = (change: KeyChange) => change.kind === "delete";
- * ```
- */
-export type KeyChange =
-  | { readonly kind: "put"; readonly value: string; readonly revision: bigint }
-  | { readonly kind: "delete"; readonly revision: bigint };
-
-/**
- * The etcd calls of the recipe; each backend implements them on its own
- * client. Every call honours `signal` and its own call timeout.
- *
- * @example
- * ```ts
- * import type { EtcdOps } from "./ops.ts";
- * async function ttlLeft(ops: EtcdOps, lease: string): Promise<number> {
- *   return await ops.keepAlive(lease, AbortSignal.timeout(1_000));
- * }
- * ```
+ * The etcd calls of the recipe; each transport implements them on its own
+ * client. Every call honours `signal` and its own call timeout, and rejects
+ * with an `Error` whose message is one line without secrets.
  */
 export interface EtcdOps {
   /** Grants a lease; resolves its id and the TTL the server granted. */
@@ -94,33 +129,62 @@ export interface EtcdOps {
   keepAlive(lease: string, signal: AbortSignal): Promise<number>;
   /** Revokes a lease (deleting its keys); a lease already gone is fine. */
   revoke(lease: string, signal: AbortSignal): Promise<void>;
+  /** The seconds a lease has left; -1 when it is gone. */
+  timeToLive(lease: string, signal: AbortSignal): Promise<number>;
   /**
-   * Puts the key with its lease unless it exists, and reads it back. With
-   * `ifEmpty`, puts it only when no key exists under that prefix, else
-   * resolves `"held"`. Resolves `undefined` when the lease is gone.
+   * One transaction. A put whose lease is gone rejects with
+   * {@linkcode LeaseGoneError}.
    */
-  create(
-    put: LeasedPut,
+  txn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure: readonly TxnOp[],
     signal: AbortSignal,
-  ): Promise<KeyState | "held" | undefined>;
-  /** Reads one key. */
-  read(key: string, signal: AbortSignal): Promise<KeyState | undefined>;
-  /** The key under `prefix` with the highest create revision below `below`. */
-  predecessor(
-    prefix: string,
-    below: bigint,
-    signal: AbortSignal,
-  ): Promise<{ key: string; revision: bigint } | undefined>;
-  /** Puts the key again with another lease if it is still the owner's. */
-  replace(held: OwnedKey, lease: string, signal: AbortSignal): Promise<boolean>;
-  /** Deletes the key if it is still the owner's. */
-  remove(held: OwnedKey, signal: AbortSignal): Promise<boolean>;
-  /** Resolves the first put or delete of `key` at or after `fromRevision`. */
-  nextChange(
-    key: string,
-    fromRevision: bigint,
-    signal: AbortSignal,
-  ): Promise<KeyChange>;
+  ): Promise<TxnResult>;
+  /** Resolves the first event of the watch. */
+  watch(query: WatchQuery, signal: AbortSignal): Promise<KeyChange>;
+  /** The status of the member that answers. */
+  status(signal: AbortSignal): Promise<ServerStatus>;
+  /** The members of the cluster. */
+  members(signal: AbortSignal): Promise<Member[]>;
+  /** Tries the URI's credentials (or none) against the server. */
+  auth(signal: AbortSignal): Promise<AuthState>;
+  /** `GET /version` on one endpoint (a base URL of the URI), bypassing failover. */
+  ping(endpoint: string, signal: AbortSignal): Promise<Ping>;
   /** Ends every connection and stream. */
   close(): Promise<void>;
+}
+
+/** A put named a lease that is gone (expired or revoked). */
+export class LeaseGoneError extends Error {
+  /** Makes the error; `message` is the server's. */
+  constructor(message = "the lease is gone") {
+    super(message);
+    this.name = "LeaseGoneError";
+  }
+}
+
+/** A lease TTL in whole seconds, at least 1, that covers `ms`. */
+export function leaseSeconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+/** Reads an answer to `GET /version`, as both transports fetch it. */
+export function readPing(
+  endpoint: string,
+  response: Response,
+  text: string,
+): Ping {
+  let answer: Record<string, unknown> = {};
+  try {
+    answer = JSON.parse(text);
+  } catch { /* not etcd */ }
+  if (!response.ok || typeof answer.etcdserver !== "string") {
+    throw new Error(`${endpoint} is not an etcd server (GET /version)`);
+  }
+  const date = Date.parse(response.headers.get("date") ?? "");
+  return {
+    version: answer.etcdserver,
+    date: Number.isFinite(date) ? date : undefined,
+  };
 }

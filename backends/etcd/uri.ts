@@ -1,7 +1,9 @@
 /**
- * The URIs of the `etcd` and `etcd3` backends:
+ * The URIs of the `etcd` (JSON gateway) and `etcd3` (gRPC) backends:
  * `etcd[3][+http|+https]://[user:password@]host[:port][,host...][/key-root]`
- * with `?ca=`, `?cert=`, `?key=` files (TLS only) and `?timeout=` seconds.
+ * with `?ca=`, `?cert=`, `?key=` files (TLS only) and `?timeout=` seconds,
+ * checked into an {@linkcode EtcdTarget} before anything connects. The TLS
+ * files are read here, once, so that a missing one is a bad URI.
  *
  * @module
  */
@@ -9,20 +11,12 @@
 import {
   type BackendUri,
   parseBackendUri,
+  readFileParam,
   secondsParam,
 } from "../../src/uri.ts";
 
-/**
- * What both etcd backends read from their URI.
- *
- * @example
- * ```ts
- * import { type EtcdConfig, parseEtcdUri } from "./uri.ts";
- * const config: EtcdConfig = parseEtcdUri("etcd://h1", "etcd");
- * console.log(config.root); // coolock
- * ```
- */
-export interface EtcdConfig {
+/** What both etcd transports read from their URI. */
+export interface EtcdTarget {
   /** The parsed URI, password included. */
   readonly uri: BackendUri;
   /** Whether the scheme asks for TLS (`+https`). */
@@ -31,24 +25,29 @@ export interface EtcdConfig {
   readonly root: string;
   /** The bound on one call, from `?timeout=` seconds. */
   readonly timeoutMs: number;
+  /** The base URL of each host, `http://` or `https://`, in the URI's order. */
+  readonly endpoints: readonly string[];
+  /** The texts of the `ca`, `cert` and `key` files, where given. */
+  readonly pem: {
+    readonly ca?: string;
+    readonly cert?: string;
+    readonly key?: string;
+  };
+  /** The Deno permissions the backend needs: net to each host, read of each TLS file. */
+  readonly permissions: readonly Deno.PermissionDescriptor[];
 }
 
 const PARAMS = new Set(["ca", "cert", "key", "timeout"]);
+const FILES = ["ca", "cert", "key"] as const;
 
 /**
  * Parses and checks an `etcd://` or `etcd3://` URI (`+http`, `+https`).
- *
- * @example
- * ```ts
- * import { parseEtcdUri } from "./uri.ts";
- * const config = parseEtcdUri("etcd://h1:2379,h2/jobs?timeout=3", "etcd");
- * console.log(config.uri.hosts.length, config.root, config.timeoutMs); // 2 jobs 3000
- * ```
+ * Throws `TypeError` naming the problem, the password redacted.
  */
-export function parseEtcdUri(
+export function etcdTarget(
   input: string | URL,
   family: "etcd" | "etcd3",
-): EtcdConfig {
+): EtcdTarget {
   const uri = parseBackendUri(String(input), 2379);
   const bad = (why: string) =>
     new TypeError(`Backend URI '${uri.display}' ${why}`);
@@ -65,7 +64,7 @@ export function parseEtcdUri(
     }
   }
   const tls = uri.scheme.endsWith("+https");
-  if (!tls && ["ca", "cert", "key"].some((name) => uri.params.has(name))) {
+  if (!tls && FILES.some((name) => uri.params.has(name))) {
     throw bad(`has TLS options: use ${family}+https://`);
   }
   if (uri.params.has("cert") !== uri.params.has("key")) {
@@ -74,23 +73,29 @@ export function parseEtcdUri(
   const timeoutMs = secondsParam(uri, "timeout", 5_000);
   if (timeoutMs <= 0) throw bad("has a zero 'timeout'");
   const root = uri.path.replace(/^\/+|\/+$/g, "") || "coolock";
-  return { uri, tls, root, timeoutMs };
-}
-
-/**
- * The base URL of each host, `http://` or `https://`, IPv6 in brackets.
- *
- * @example
- * ```ts
- * import { endpointsOf, parseEtcdUri } from "./uri.ts";
- * console.log(endpointsOf(parseEtcdUri("etcd+https://[::1],h2:2380", "etcd")));
- * // ["https://[::1]:2379", "https://h2:2380"]
- * ```
- */
-export function endpointsOf(config: EtcdConfig): string[] {
-  return config.uri.hosts.map(({ host, port }) =>
-    `${config.tls ? "https" : "http"}://${
+  const endpoints = uri.hosts.map(({ host, port }) =>
+    `${tls ? "https" : "http"}://${
       host.includes(":") ? `[${host}]` : host
     }:${port}`
   );
+  const [ca, cert, key] = FILES.map((name) => readFileParam(uri, name));
+  const permissions: Deno.PermissionDescriptor[] = [
+    ...uri.hosts.map(({ host, port }) => ({
+      name: "net" as const,
+      host: `${host.includes(":") ? `[${host}]` : host}:${port}`,
+    })),
+    ...FILES.flatMap((name) => {
+      const path = uri.params.get(name);
+      return path === null ? [] : [{ name: "read" as const, path }];
+    }),
+  ];
+  return {
+    uri,
+    tls,
+    root,
+    timeoutMs,
+    endpoints,
+    pem: { ca, cert, key },
+    permissions,
+  };
 }

@@ -1,20 +1,61 @@
 /**
  * A small client for etcd's v3 JSON gateway (`POST /v3/...`) on plain
- * `fetch`: endpoint failover, user/password tokens, a bound on every call,
- * and newline-delimited JSON streams for watches.
+ * `fetch`, with no npm client at all: endpoint failover, user/password
+ * tokens, a bound on every call, newline-delimited JSON streams for
+ * watches, and the gateway's errors (gRPC status codes in JSON answers,
+ * fetch failures described without the URL).
  *
  * @module
  */
 
-import {
-  asError,
-  describe,
-  GatewayError,
-  type Json,
-  UNAVAILABLE,
-} from "./errors.ts";
+import { type AuthState, type Ping, readPing } from "../ops.ts";
 
-export { GatewayError, type Json };
+/** A JSON object as the gateway sends it. */
+export type Json = Record<string, unknown>;
+
+/** An error answer from etcd, with its gRPC status code. */
+export class GatewayError extends Error {
+  /**
+   * Wraps one error answer.
+   *
+   * @param code the gRPC status code (5 not found, 14 unavailable, 16 bad token)
+   * @param message etcd's message
+   */
+  constructor(
+    /** The gRPC status code. */
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = "GatewayError";
+  }
+}
+
+/** gRPC status codes that the client acts on. */
+export const CODES = {
+  INVALID_ARGUMENT: 3,
+  NOT_FOUND: 5,
+  PERMISSION_DENIED: 7,
+  FAILED_PRECONDITION: 9,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+/** The error in a gateway answer, as a {@linkcode GatewayError}. */
+function asError(error: Json): GatewayError {
+  const nested = typeof error.error === "object" ? error.error as Json : error;
+  const code = Number(nested.grpc_code ?? nested.code ?? CODES.UNAVAILABLE);
+  const message = String(nested.message ?? nested.error ?? "unknown error");
+  return new GatewayError(code, message.replace(/\s+/g, " ").trim());
+}
+
+/** What helps in a fetch failure's message, without the URL Deno repeats. */
+function describe(error: unknown): string {
+  const cause = (error as Error)?.cause as Error | undefined;
+  const message = cause?.message ?? (error as Error)?.message ?? String(error);
+  return message.replace(/^error sending request for url \([^)]*\): /, "")
+    .replace(/\s+/g, " ").trim();
+}
 
 /** How to reach the gateway. */
 export interface GatewayOptions {
@@ -26,28 +67,17 @@ export interface GatewayOptions {
   readonly password: string | undefined;
   /** The bound on one call (for a stream: on its response headers). */
   readonly timeoutMs: number;
-  /** PEM texts for TLS. */
-  readonly caCerts?: string[];
+  /** A CA certificate, PEM. */
+  readonly ca?: string;
   /** A client certificate chain, PEM. */
   readonly cert?: string;
   /** The client certificate's private key, PEM. */
   readonly key?: string;
 }
 
-const BAD_TOKEN = 16;
-const AUTH_DISABLED = 9;
-
 /**
  * The gateway client. One `Deno.HttpClient` holds its connections, so that
  * `close()` ends them all.
- *
- * @example
- * ```ts ignore
- * import { Gateway } from "./client.ts";
- * const gateway = new Gateway({ endpoints: ["http://127.0.0.1:2379"], username: "", password: undefined, timeoutMs: 5_000 });
- * console.log(await gateway.call("/v3/kv/range", { key: btoa("a") }, AbortSignal.timeout(5_000)));
- * gateway.close();
- * ```
  */
 export class Gateway {
   readonly #client: Deno.HttpClient;
@@ -62,7 +92,7 @@ export class Gateway {
    */
   constructor(private readonly options: GatewayOptions) {
     this.#client = Deno.createHttpClient({
-      caCerts: options.caCerts,
+      caCerts: options.ca === undefined ? undefined : [options.ca],
       cert: options.cert,
       key: options.key,
       http2: false,
@@ -71,8 +101,7 @@ export class Gateway {
 
   /** One unary call; fails over to the next endpoint when one is down. */
   async call(path: string, body: Json, signal: AbortSignal): Promise<Json> {
-    const response = await this.#send(path, body, signal, true);
-    return response as Json;
+    return await this.#send(path, body, signal, true) as Json;
   }
 
   /**
@@ -111,6 +140,39 @@ export class Gateway {
     }
   }
 
+  /**
+   * Tries the credentials: a fresh authentication with them, or, without a
+   * user name, with none (which tells whether the server has auth on).
+   */
+  async auth(signal: AbortSignal): Promise<AuthState> {
+    const { username, password } = this.options;
+    const base = this.options.endpoints[this.#current];
+    try {
+      await this.#post(
+        base,
+        "/v3/auth/authenticate",
+        { name: username, password: password ?? "" },
+        {},
+        signal,
+        true,
+      );
+      return "authenticated";
+    } catch (error) {
+      if (!(error instanceof GatewayError)) throw error;
+      if (error.code === CODES.FAILED_PRECONDITION) return "disabled";
+      if (username === "") return "required";
+      throw error;
+    }
+  }
+
+  /** `GET /version` on one endpoint, with the answer's `Date` header. */
+  async ping(endpoint: string, signal: AbortSignal): Promise<Ping> {
+    const { response, text } = await this.#fetch(endpoint, "/version", {
+      method: "GET",
+    }, signal) as { response: Response; text: string };
+    return readPing(endpoint, response, text);
+  }
+
   async #send(
     path: string,
     body: Json,
@@ -134,7 +196,7 @@ export class Gateway {
       } catch (error) {
         signal.throwIfAborted();
         const failover = !(error instanceof GatewayError) ||
-          error.code === UNAVAILABLE;
+          error.code === CODES.UNAVAILABLE;
         if (!failover) throw error;
         lastError = error;
       }
@@ -159,7 +221,7 @@ export class Gateway {
       } catch (error) {
         // Simple tokens expire when idle; a restarted server forgets them.
         const stale = error instanceof GatewayError &&
-          (error.code === BAD_TOKEN ||
+          (error.code === CODES.UNAUTHENTICATED ||
             /user name is empty/.test(error.message));
         if (!stale || fresh || this.options.username === "") throw error;
         this.#token = undefined;
@@ -180,9 +242,10 @@ export class Gateway {
     ).then(
       (answer) => String((answer as Json).token),
       (error) => {
-        if (error instanceof GatewayError && error.code === AUTH_DISABLED) {
-          return null;
-        }
+        if (
+          error instanceof GatewayError &&
+          error.code === CODES.FAILED_PRECONDITION
+        ) return null;
         throw error;
       },
     );
@@ -200,31 +263,63 @@ export class Gateway {
     signal: AbortSignal,
     unary: boolean,
   ): Promise<Json | Response> {
+    const sent = await this.#fetch(
+      base,
+      path,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: JSON.stringify(body),
+      },
+      signal,
+      unary,
+    );
+    if (sent instanceof Response) return sent;
+    const { response, text } = sent;
+    let answer: Json;
+    try {
+      answer = (text.trim() === "" ? {} : JSON.parse(text)) as Json;
+    } catch {
+      throw new Error(`${base} is not an etcd v3 JSON gateway`);
+    }
+    if (!response.ok || answer.error) {
+      throw asError(
+        answer.error ? answer : { message: `HTTP ${response.status}` },
+      );
+    }
+    return answer;
+  }
+
+  /**
+   * One fetch bounded by the call timeout, body included; a stream (not
+   * `unary`) that opened well resolves its response, bounded until its
+   * headers only, and stays tied to `signal`.
+   */
+  async #fetch(
+    base: string,
+    path: string,
+    init: RequestInit,
+    signal: AbortSignal,
+    unary = true,
+  ): Promise<{ response: Response; text: string } | Response> {
     const bound = new AbortController();
     const timer = setTimeout(() => bound.abort(), this.options.timeoutMs);
     const onAbort = () => bound.abort();
     signal.addEventListener("abort", onAbort, { once: true });
+    let streaming = false;
     try {
       const response = await fetch(`${base}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/json", ...headers },
-        body: JSON.stringify(body),
+        ...init,
         client: this.#client,
         signal: bound.signal,
       });
       if (!unary && response.ok) {
-        clearTimeout(timer);
+        streaming = true;
         return response;
       }
-      const text = await response.text();
-      const answer = (text.trim() === "" ? {} : JSON.parse(text)) as Json;
-      if (!response.ok || answer.error) {
-        throw asError(answer.error ? answer : { message: response.statusText });
-      }
-      return answer;
+      return { response, text: await response.text() };
     } catch (error) {
       signal.throwIfAborted();
-      if (error instanceof GatewayError) throw error;
       if (bound.signal.aborted) {
         throw new Error(
           `${base} gave no answer within ${this.options.timeoutMs / 1000} s`,
@@ -233,7 +328,7 @@ export class Gateway {
       throw new Error(`${base} can't be reached: ${describe(error)}`);
     } finally {
       clearTimeout(timer);
-      if (unary) signal.removeEventListener("abort", onAbort);
+      if (!streaming) signal.removeEventListener("abort", onAbort);
     }
   }
 

@@ -1,21 +1,28 @@
 /**
- * The etcd recipe's calls ({@linkcode EtcdOps}) as v3 JSON gateway calls:
- * keys and values travel in base64, int64s as strings.
+ * The etcd recipe's transport ({@linkcode EtcdOps}) as v3 JSON gateway
+ * calls: keys and values travel in base64, int64s as strings, enums by
+ * name.
  *
  * @module
  */
 
-import { type Gateway, GatewayError, type Json } from "./client.ts";
-import { prefixEnd } from "../keys.ts";
-import type {
-  EtcdOps,
-  KeyChange,
-  KeyState,
-  LeasedPut,
-  OwnedKey,
+import { CODES, type Gateway, GatewayError, type Json } from "./client.ts";
+import {
+  type AuthState,
+  type Compare,
+  type EtcdOps,
+  type KeyChange,
+  type KeyValue,
+  LeaseGoneError,
+  type Member,
+  type Ping,
+  type RangeQuery,
+  type ServerStatus,
+  type TxnOp,
+  type TxnResult,
+  type WatchQuery,
 } from "../ops.ts";
 
-const NOT_FOUND = 5;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -28,47 +35,74 @@ function unb64(text: unknown): string {
   return decoder.decode(Uint8Array.from(binary, (char) => char.charCodeAt(0)));
 }
 
-function keyState(response: Json, header: Json): KeyState | undefined {
-  const kv = (response.kvs as Json[] | undefined)?.[0];
-  if (!kv) return undefined;
+function keyValue(kv: Json): KeyValue {
   return {
-    createRevision: BigInt(String(kv.create_revision)),
+    key: unb64(kv.key),
     value: unb64(kv.value),
-    revision: BigInt(String(header.revision)),
+    createRevision: BigInt(String(kv.create_revision ?? 0)),
+    modRevision: BigInt(String(kv.mod_revision ?? 0)),
+    lease: String(kv.lease ?? "0"),
   };
 }
 
-function owned({ key, value, createRevision }: OwnedKey): Json[] {
-  return [
-    { key: b64(key), target: "VALUE", result: "EQUAL", value: b64(value) },
-    {
-      key: b64(key),
-      target: "CREATE",
-      result: "EQUAL",
-      create_revision: String(createRevision),
-    },
-  ];
+function rangeBody(query: RangeQuery): Json {
+  return {
+    key: b64(query.key),
+    range_end: query.end === undefined ? undefined : b64(query.end),
+    limit: query.limit,
+    sort_target: query.order ? "CREATE" : undefined,
+    sort_order: query.order === undefined
+      ? undefined
+      : query.order === "oldest"
+      ? "ASCEND"
+      : "DESCEND",
+    max_create_revision: query.maxCreateRevision === undefined
+      ? undefined
+      : String(query.maxCreateRevision),
+  };
 }
 
-/**
- * {@linkcode EtcdOps} as JSON gateway calls; int64s travel as strings.
- *
- * @example
- * ```ts ignore
- * import { Gateway } from "./client.ts";
- * import { GatewayOps } from "./ops.ts";
- * const ops = new GatewayOps(new Gateway({ endpoints: ["http://127.0.0.1:2379"], username: "", password: undefined, timeoutMs: 5_000 }));
- * console.log(await ops.read("coolock/a/1f", AbortSignal.timeout(5_000)));
- * await ops.close();
- * ```
- */
+function compareBody(compare: Compare): Json {
+  const key = b64(compare.key);
+  if (compare.target === "value") {
+    return {
+      key,
+      target: "VALUE",
+      result: "EQUAL",
+      value: b64(compare.equals),
+    };
+  }
+  const range_end = compare.end === undefined ? undefined : b64(compare.end);
+  return compare.target === "create"
+    ? {
+      key,
+      range_end,
+      target: "CREATE",
+      result: "EQUAL",
+      create_revision: String(compare.equals),
+    }
+    : {
+      key,
+      range_end,
+      target: "MOD",
+      result: "EQUAL",
+      mod_revision: String(compare.equals),
+    };
+}
+
+function opBody(op: TxnOp): Json {
+  if ("put" in op) {
+    const { key, value, lease } = op.put;
+    return { request_put: { key: b64(key), value: b64(value), lease } };
+  }
+  if ("delete" in op) return { request_delete_range: { key: b64(op.delete) } };
+  return { request_range: rangeBody(op.range) };
+}
+
+/** {@linkcode EtcdOps} as JSON gateway calls. */
 export class GatewayOps implements EtcdOps {
   /** Wraps a gateway client. */
   constructor(private readonly gateway: Gateway) {}
-
-  #txn(body: Json, signal: AbortSignal): Promise<Json> {
-    return this.gateway.call("/v3/kv/txn", body, signal);
-  }
 
   async grant(ttl: number, signal: AbortSignal): Promise<[string, number]> {
     const answer = await this.gateway.call(
@@ -91,103 +125,65 @@ export class GatewayOps implements EtcdOps {
   async revoke(lease: string, signal: AbortSignal): Promise<void> {
     await this.gateway.call("/v3/lease/revoke", { ID: lease }, signal).catch(
       (error) => {
-        if (!(error instanceof GatewayError && error.code === NOT_FOUND)) {
-          throw error;
-        }
+        if (
+          !(error instanceof GatewayError && error.code === CODES.NOT_FOUND)
+        ) throw error;
       },
     );
   }
 
-  async create(
-    { key, value, lease, ifEmpty }: LeasedPut,
+  async timeToLive(lease: string, signal: AbortSignal): Promise<number> {
+    const answer = await this.gateway.call(
+      "/v3/lease/timetolive",
+      { ID: lease },
+      signal,
+    );
+    return Number(answer.TTL ?? -1);
+  }
+
+  async txn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure: readonly TxnOp[],
     signal: AbortSignal,
-  ): Promise<KeyState | "held" | undefined> {
-    const read = { request_range: { key: b64(key) } };
-    const compare = ifEmpty === undefined
-      ? { key: b64(key) }
-      : { key: b64(ifEmpty), range_end: b64(prefixEnd(ifEmpty)) };
+  ): Promise<TxnResult> {
     let answer: Json;
     try {
-      answer = await this.#txn({
-        compare: [{ ...compare, target: "CREATE", create_revision: "0" }],
-        success: [
-          { request_put: { key: b64(key), value: b64(value), lease } },
-          read,
-        ],
-        failure: ifEmpty === undefined ? [read] : [],
+      answer = await this.gateway.call("/v3/kv/txn", {
+        compare: compare.map(compareBody),
+        success: success.map(opBody),
+        failure: failure.map(opBody),
       }, signal);
     } catch (error) {
-      if (error instanceof GatewayError && error.code === NOT_FOUND) {
-        return undefined;
+      if (error instanceof GatewayError && error.code === CODES.NOT_FOUND) {
+        throw new LeaseGoneError(error.message);
       }
       throw error;
     }
     // A failed txn has no `succeeded` field at all.
-    if (ifEmpty !== undefined && answer.succeeded !== true) return "held";
-    const responses = answer.responses as Json[];
-    const range = responses[responses.length - 1].response_range as Json;
-    return keyState(range, answer.header as Json);
-  }
-
-  async read(key: string, signal: AbortSignal): Promise<KeyState | undefined> {
-    const answer = await this.gateway.call(
-      "/v3/kv/range",
-      { key: b64(key) },
-      signal,
-    );
-    return keyState(answer, answer.header as Json);
-  }
-
-  async predecessor(
-    prefix: string,
-    below: bigint,
-    signal: AbortSignal,
-  ): Promise<{ key: string; revision: bigint } | undefined> {
-    const answer = await this.gateway.call("/v3/kv/range", {
-      key: b64(prefix),
-      range_end: b64(prefixEnd(prefix)),
-      sort_order: "DESCEND",
-      sort_target: "CREATE",
-      limit: 1,
-      max_create_revision: String(below - 1n),
-      keys_only: true,
-    }, signal);
-    const kv = (answer.kvs as Json[] | undefined)?.[0];
-    if (!kv) return undefined;
+    const responses = (answer.responses ?? []) as Json[];
     return {
-      key: unb64(kv.key),
+      succeeded: answer.succeeded === true,
       revision: BigInt(String((answer.header as Json).revision)),
+      ranges: responses.flatMap((response) =>
+        response.response_range
+          ? [
+            ((response.response_range as Json).kvs as Json[] | undefined ?? [])
+              .map(keyValue),
+          ]
+          : []
+      ),
     };
   }
 
-  async replace(
-    held: OwnedKey,
-    lease: string,
-    signal: AbortSignal,
-  ): Promise<boolean> {
-    const { key, value } = held;
-    const answer = await this.#txn({
-      compare: owned(held),
-      success: [{ request_put: { key: b64(key), value: b64(value), lease } }],
-    }, signal);
-    return answer.succeeded === true;
-  }
-
-  async remove(held: OwnedKey, signal: AbortSignal): Promise<boolean> {
-    const answer = await this.#txn({
-      compare: owned(held),
-      success: [{ request_delete_range: { key: b64(held.key) } }],
-    }, signal);
-    return answer.succeeded === true;
-  }
-
-  async nextChange(
-    key: string,
-    fromRevision: bigint,
-    signal: AbortSignal,
-  ): Promise<KeyChange> {
+  async watch(query: WatchQuery, signal: AbortSignal): Promise<KeyChange> {
     const stream = this.gateway.stream("/v3/watch", {
-      create_request: { key: b64(key), start_revision: String(fromRevision) },
+      create_request: {
+        key: b64(query.key),
+        range_end: query.end === undefined ? undefined : b64(query.end),
+        start_revision: String(query.fromRevision),
+        filters: query.deletesOnly ? ["NOPUT"] : undefined,
+      },
     }, signal);
     for await (const message of stream) {
       if (message.canceled) {
@@ -196,12 +192,48 @@ export class GatewayOps implements EtcdOps {
       const event = (message.events as Json[] | undefined)?.[0];
       if (!event) continue;
       const kv = event.kv as Json;
-      const revision = BigInt(String(kv.mod_revision));
-      return event.type === "DELETE"
-        ? { kind: "delete", revision }
-        : { kind: "put", value: unb64(kv.value), revision };
+      return {
+        kind: event.type === "DELETE" ? "delete" : "put",
+        key: unb64(kv.key),
+        value: unb64(kv.value),
+        revision: BigInt(String(kv.mod_revision)),
+      };
     }
     throw new Error("the watch ended");
+  }
+
+  async status(signal: AbortSignal): Promise<ServerStatus> {
+    const answer = await this.gateway.call(
+      "/v3/maintenance/status",
+      {},
+      signal,
+    );
+    return {
+      version: String(answer.version ?? ""),
+      leader: String(answer.leader ?? "0"),
+      member: String((answer.header as Json | undefined)?.member_id ?? "0"),
+      errors: ((answer.errors ?? []) as unknown[]).map(String),
+    };
+  }
+
+  async members(signal: AbortSignal): Promise<Member[]> {
+    const answer = await this.gateway.call(
+      "/v3/cluster/member/list",
+      {},
+      signal,
+    );
+    return ((answer.members ?? []) as Json[]).map((member) => ({
+      id: String(member.ID),
+      name: String(member.name ?? ""),
+    }));
+  }
+
+  auth(signal: AbortSignal): Promise<AuthState> {
+    return this.gateway.auth(signal);
+  }
+
+  ping(endpoint: string, signal: AbortSignal): Promise<Ping> {
+    return this.gateway.ping(endpoint, signal);
   }
 
   close(): Promise<void> {

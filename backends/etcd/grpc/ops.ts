@@ -1,79 +1,89 @@
 /**
- * The etcd recipe's calls ({@linkcode EtcdOps}) on an `npm:etcd3` client:
- * lease, txn, range and watch, each with a deadline and cancelled by its
- * signal.
+ * The etcd recipe's transport ({@linkcode EtcdOps}) on an `npm:etcd3`
+ * client: raw lease, txn, watch, maintenance and cluster calls, each with a
+ * deadline, cancelled by its signal, and failing with one clean line.
  *
  * @module
  */
 
-import type { Etcd3, IKeyValue, IOperation, Watcher } from "npm:etcd3@1.1.2";
-import { prefixEnd } from "../keys.ts";
-import type {
-  EtcdOps,
-  KeyChange,
-  KeyState,
-  LeasedPut,
-  OwnedKey,
+import {
+  abortable,
+  cleanError,
+  type Connection,
+  type IKeyValue,
+  type Watcher,
+} from "./client.ts";
+import {
+  type AuthState,
+  type Compare,
+  type EtcdOps,
+  type KeyChange,
+  type KeyValue,
+  LeaseGoneError,
+  type Member,
+  type Ping,
+  type RangeQuery,
+  readPing,
+  type ServerStatus,
+  type TxnOp,
+  type TxnResult,
+  type WatchQuery,
 } from "../ops.ts";
 
-/** Encodes text as the client's bytes (a `Buffer`). */
-export type Bytes = (text: string) => Uint8Array;
-
-/** Rejects when `signal` aborts; the call itself ends by its deadline. */
-function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    promise.then(resolve, reject).finally(() =>
-      signal.removeEventListener("abort", onAbort)
-    );
-  });
-}
-
-function keyState(kv: IKeyValue | undefined, revision: string) {
-  return kv && {
-    createRevision: BigInt(kv.create_revision),
+function keyValue(kv: IKeyValue): KeyValue {
+  return {
+    key: kv.key.toString(),
     value: kv.value.toString(),
-    revision: BigInt(revision),
+    createRevision: BigInt(kv.create_revision),
+    modRevision: BigInt(kv.mod_revision),
+    lease: String(kv.lease ?? "0"),
   };
 }
 
-/**
- * {@linkcode EtcdOps} on an `Etcd3` client; every call has a deadline.
- *
- * @example
- * ```ts ignore
- * import { GrpcOps } from "./ops.ts";
- * const ops = new GrpcOps(client, (t) => Buffer.from(t), 5_000, 1, () => false);
- * console.log(await ops.read("coolock/a/1f", AbortSignal.timeout(5_000)));
- * await ops.close();
- * ```
- */
+/** {@linkcode EtcdOps} on an `Etcd3` client; every call has a deadline. */
 export class GrpcOps implements EtcdOps {
   readonly #watchers = new Set<Watcher>();
+  readonly #bytes: (text: string) => Uint8Array;
 
-  /** Wraps a client; `hosts` is how many endpoints it fails over across. */
+  /**
+   * Wraps a connection.
+   *
+   * @param connection the client and its helpers
+   * @param timeoutMs the bound on one call
+   * @param hosts how many endpoints the client fails over across
+   */
   constructor(
-    private readonly client: Etcd3,
-    private readonly bytes: Bytes,
+    private readonly connection: Connection,
     private readonly timeoutMs: number,
     private readonly hosts: number,
-    private readonly recoverable: (error: Error) => boolean,
-  ) {}
+  ) {
+    this.#bytes = connection.bytes;
+  }
+
+  get #client() {
+    return this.connection.client;
+  }
 
   #options() {
     return { deadline: Date.now() + this.timeoutMs };
   }
 
+  /** Runs one call: cancelled by `signal`, its failure one clean line. */
+  async #run<T>(call: Promise<T>, signal: AbortSignal): Promise<T> {
+    try {
+      return await abortable(call, signal);
+    } catch (error) {
+      if (signal.aborted) throw signal.reason;
+      throw cleanError(error, this.timeoutMs);
+    }
+  }
+
   async grant(ttl: number, signal: AbortSignal): Promise<[string, number]> {
-    const lease = this.client.lease(ttl, {
-      autoKeepAlive: false,
-      ...this.#options(),
-    });
-    lease.on("lost", () => {});
-    const id = await abortable(lease.grant(), signal);
-    return [String(id), ttl];
+    const answer = await this.#run(
+      this.#client.leaseClient.leaseGrant({ TTL: ttl }, this.#options()),
+      signal,
+    );
+    return [String(answer.ID), Number(answer.TTL)];
   }
 
   async keepAlive(lease: string, signal: AbortSignal): Promise<number> {
@@ -84,15 +94,20 @@ export class GrpcOps implements EtcdOps {
         return await this.#keepAliveOnce(lease, signal);
       } catch (error) {
         const again = tried < this.hosts && !signal.aborted &&
-          this.recoverable(error as Error);
-        if (!again) throw error;
+          this.connection.recoverable(error as Error);
+        if (!again) {
+          throw signal.aborted ? signal.reason : cleanError(
+            error,
+            this.timeoutMs,
+          );
+        }
       }
     }
   }
 
   async #keepAliveOnce(lease: string, signal: AbortSignal): Promise<number> {
     const stream = await abortable(
-      this.client.leaseClient.leaseKeepAlive(this.#options()),
+      this.#client.leaseClient.leaseKeepAlive(this.#options()),
       signal,
     );
     try {
@@ -110,117 +125,128 @@ export class GrpcOps implements EtcdOps {
   }
 
   async revoke(lease: string, signal: AbortSignal): Promise<void> {
-    await abortable(
-      this.client.leaseClient.leaseRevoke({ ID: lease }, this.#options()),
+    await this.#run(
+      this.#client.leaseClient.leaseRevoke({ ID: lease }, this.#options()),
       signal,
     ).catch((error) => {
       if (!/lease not found/.test((error as Error).message)) throw error;
     });
   }
 
-  async create(
-    { key, value, lease, ifEmpty }: LeasedPut,
-    signal: AbortSignal,
-  ): Promise<KeyState | "held" | undefined> {
-    const read = { request_range: { key: this.bytes(key) } };
-    const compare = ifEmpty === undefined
-      ? { key: this.bytes(key) }
-      : { key: this.bytes(ifEmpty), range_end: this.bytes(prefixEnd(ifEmpty)) };
-    const put = {
-      request_put: { key: this.bytes(key), value: this.bytes(value), lease },
+  async timeToLive(lease: string, signal: AbortSignal): Promise<number> {
+    const answer = await this.#run(
+      this.#client.leaseClient.leaseTimeToLive({ ID: lease }, this.#options()),
+      signal,
+    );
+    return Number(answer.TTL ?? -1);
+  }
+
+  #range(query: RangeQuery) {
+    return {
+      key: this.#bytes(query.key),
+      range_end: query.end === undefined ? undefined : this.#bytes(query.end),
+      limit: query.limit,
+      sort_target: query.order ? "Create" : undefined,
+      sort_order: query.order === undefined
+        ? undefined
+        : query.order === "oldest"
+        ? "Ascend"
+        : "Descend",
+      max_create_revision: query.maxCreateRevision === undefined
+        ? undefined
+        : String(query.maxCreateRevision),
     };
+  }
+
+  #compare(compare: Compare) {
+    const key = this.#bytes(compare.key);
+    if (compare.target === "value") {
+      return {
+        key,
+        target: "Value",
+        result: "Equal",
+        value: this.#bytes(compare.equals),
+      };
+    }
+    const range_end = compare.end === undefined
+      ? undefined
+      : this.#bytes(compare.end);
+    return compare.target === "create"
+      ? {
+        key,
+        range_end,
+        target: "Create",
+        result: "Equal",
+        create_revision: String(compare.equals),
+      }
+      : {
+        key,
+        range_end,
+        target: "Mod",
+        result: "Equal",
+        mod_revision: String(compare.equals),
+      };
+  }
+
+  #op(op: TxnOp) {
+    if ("put" in op) {
+      const { key, value, lease } = op.put;
+      return {
+        request_put: {
+          key: this.#bytes(key),
+          value: this.#bytes(value),
+          lease,
+        },
+      };
+    }
+    if ("delete" in op) {
+      return { request_delete_range: { key: this.#bytes(op.delete) } };
+    }
+    return { request_range: this.#range(op.range) };
+  }
+
+  async txn(
+    compare: readonly Compare[],
+    success: readonly TxnOp[],
+    failure: readonly TxnOp[],
+    signal: AbortSignal,
+  ): Promise<TxnResult> {
+    let answer;
     try {
-      const answer = await abortable(
-        this.client.kv.txn({
-          compare: [{
-            ...compare,
-            target: "Create",
-            result: "Equal",
-            create_revision: 0,
-          }],
-          success: [put, read],
-          failure: ifEmpty === undefined ? [read] : [],
+      answer = await this.#run(
+        this.#client.kv.txn({
+          compare: compare.map((c) => this.#compare(c)),
+          success: success.map((op) => this.#op(op)),
+          failure: failure.map((op) => this.#op(op)),
         } as never, this.#options()),
         signal,
       );
-      if (ifEmpty !== undefined && !answer.succeeded) return "held";
-      const range = answer.responses[answer.responses.length - 1]
-        .response_range;
-      return keyState(range?.kvs[0], answer.header.revision);
     } catch (error) {
-      if (/lease not found/.test((error as Error).message)) return undefined;
+      if (/lease not found/.test((error as Error).message)) {
+        throw new LeaseGoneError((error as Error).message);
+      }
       throw error;
     }
-  }
-
-  /** Reads one key. */
-  async read(
-    key: string,
-    signal: AbortSignal,
-  ): Promise<KeyState | undefined> {
-    const answer = await abortable(
-      this.client.get(key).options(this.#options()).exec(),
-      signal,
-    );
-    return keyState(answer.kvs[0], answer.header.revision);
-  }
-
-  /** The key under `prefix` with the highest create revision below `below`. */
-  async predecessor(
-    prefix: string,
-    below: bigint,
-    signal: AbortSignal,
-  ): Promise<{ key: string; revision: bigint } | undefined> {
-    const answer = await abortable(
-      this.client.getAll().prefix(prefix).sort("Create", "Descend").limit(1)
-        .maxCreateRevision(String(below - 1n)).options(this.#options())
-        .exec(),
-      signal,
-    );
-    const kv = answer.kvs[0];
-    return kv && {
-      key: kv.key.toString(),
+    return {
+      succeeded: answer.succeeded,
       revision: BigInt(answer.header.revision),
+      ranges: answer.responses.flatMap((response) =>
+        response.response_range
+          ? [response.response_range.kvs.map(keyValue)]
+          : []
+      ),
     };
   }
 
-  async #ifOwned(
-    { key, value, createRevision }: OwnedKey,
-    then: IOperation,
-    signal: AbortSignal,
-  ): Promise<boolean> {
-    const answer = await abortable(
-      this.client.if(key, "Value", "==", value)
-        .and(key, "Create", "==", String(createRevision))
-        .then(then).options(this.#options()).commit(),
-      signal,
-    );
-    return answer.succeeded;
-  }
-
-  /** Puts the key again with another lease if it is still the owner's. */
-  replace(
-    held: OwnedKey,
-    lease: string,
-    signal: AbortSignal,
-  ): Promise<boolean> {
-    const put = this.client.put(held.key).value(held.value).lease(lease);
-    return this.#ifOwned(held, put, signal);
-  }
-
-  remove(held: OwnedKey, signal: AbortSignal): Promise<boolean> {
-    const del = this.client.delete().key(held.key);
-    return this.#ifOwned(held, del, signal);
-  }
-
-  nextChange(
-    key: string,
-    fromRevision: bigint,
-    signal: AbortSignal,
-  ): Promise<KeyChange> {
+  watch(query: WatchQuery, signal: AbortSignal): Promise<KeyChange> {
     signal.throwIfAborted();
-    const watcher = this.client.watch().key(key)
-      .startRevision(String(fromRevision)).watcher();
+    let builder = this.#client.watch();
+    builder = query.end === undefined
+      ? builder.key(query.key)
+      : builder.inRange({ start: query.key, end: query.end });
+    if (query.deletesOnly) builder = builder.only("delete");
+    const watcher = builder.startRevision(String(query.fromRevision))
+      .watcher();
     this.#watchers.add(watcher);
     return new Promise<KeyChange>((resolve, reject) => {
       const done = (settle: () => void) => {
@@ -230,23 +256,22 @@ export class GrpcOps implements EtcdOps {
       };
       const onAbort = () => done(() => reject(signal.reason));
       signal.addEventListener("abort", onAbort, { once: true });
-      watcher.on("put", (kv) =>
+      const event = (kind: "put" | "delete") => (kv: IKeyValue) =>
         done(() =>
           resolve({
-            kind: "put",
-            value: kv.value.toString(),
+            kind,
+            key: kv.key.toString(),
+            value: kind === "put" ? kv.value.toString() : "",
             revision: BigInt(kv.mod_revision),
           })
-        ));
-      watcher.on(
-        "delete",
-        (kv) =>
-          done(() =>
-            resolve({ kind: "delete", revision: BigInt(kv.mod_revision) })
-          ),
-      );
+        );
+      watcher.on("put", event("put"));
+      watcher.on("delete", event("delete"));
       // A compacted start revision cancels the watch with an error.
-      watcher.on("error", (error) => done(() => reject(error)));
+      watcher.on(
+        "error",
+        (error) => done(() => reject(cleanError(error, this.timeoutMs))),
+      );
     });
   }
 
@@ -257,8 +282,64 @@ export class GrpcOps implements EtcdOps {
     this.#watchers.delete(watcher);
   }
 
+  async status(signal: AbortSignal): Promise<ServerStatus> {
+    const answer = await this.#run(
+      this.#client.maintenance.status(this.#options()),
+      signal,
+    );
+    return {
+      version: answer.version,
+      leader: String(answer.leader),
+      member: String(answer.header.member_id),
+      errors: answer.errors ?? [],
+    };
+  }
+
+  async members(signal: AbortSignal): Promise<Member[]> {
+    const answer = await this.#run(
+      this.#client.cluster.memberList({}, this.#options()),
+      signal,
+    );
+    return answer.members.map((member) => ({
+      id: String(member.ID),
+      name: member.name ?? "",
+    }));
+  }
+
+  auth(signal: AbortSignal): Promise<AuthState> {
+    return this.connection.auth(signal);
+  }
+
+  async ping(endpoint: string, signal: AbortSignal): Promise<Ping> {
+    const bound = AbortSignal.any([
+      signal,
+      AbortSignal.timeout(this.timeoutMs),
+    ]);
+    try {
+      const response = await fetch(`${endpoint}/version`, {
+        client: this.connection.http,
+        signal: bound,
+      });
+      return readPing(endpoint, response, await response.text());
+    } catch (error) {
+      signal.throwIfAborted();
+      if (bound.aborted) {
+        throw new Error(
+          `${endpoint} gave no answer within ${this.timeoutMs / 1000} s`,
+        );
+      }
+      if (/is not an etcd server/.test((error as Error).message)) throw error;
+      const cause = (error as Error)?.cause as Error | undefined;
+      throw new Error(
+        `${endpoint} can't be reached: ${
+          (cause?.message ?? (error as Error).message).replace(/\s+/g, " ")
+        }`,
+      );
+    }
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled([...this.#watchers].map((w) => this.#cancel(w)));
-    this.client.close();
+    this.connection.close();
   }
 }

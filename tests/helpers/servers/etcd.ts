@@ -13,6 +13,10 @@ export const ETCD_ROOT_PASSWORD = "r00t-pa55";
 
 const b64 = (text: string) =>
   btoa(String.fromCharCode(...new TextEncoder().encode(text)));
+const unb64 = (text: string) =>
+  new TextDecoder().decode(
+    Uint8Array.from(atob(text), (char) => char.charCodeAt(0)),
+  );
 
 /** One gateway call against a plain-HTTP etcd, without auth. */
 export async function etcdAdmin(
@@ -32,11 +36,20 @@ export async function etcdAdmin(
   return answer;
 }
 
+/** One key as the gateway shows it. */
+export interface EtcdKey {
+  readonly key: string;
+  readonly value: string;
+  /** Its lease id, decimal; `"0"` for none. */
+  readonly lease: string;
+  readonly createRevision: bigint;
+}
+
 /** The keys (and their values) under a prefix, in create-revision order. */
 export async function etcdKeys(
   port: number,
   prefix: string,
-): Promise<{ key: string; value: string; lease: string }[]> {
+): Promise<EtcdKey[]> {
   const end = prefixEnd(prefix);
   const answer = await etcdAdmin(port, "/v3/kv/range", {
     key: b64(prefix),
@@ -45,10 +58,30 @@ export async function etcdKeys(
   });
   const kvs = (answer.kvs ?? []) as Record<string, string>[];
   return kvs.map((kv) => ({
-    key: atob(kv.key),
-    value: atob(kv.value ?? ""),
+    key: unb64(kv.key),
+    value: unb64(kv.value ?? ""),
     lease: kv.lease ?? "0",
+    createRevision: BigInt(kv.create_revision ?? 0),
   }));
+}
+
+/** Puts a key out of band, with a lease if given. */
+export async function etcdPut(
+  port: number,
+  key: string,
+  value: string,
+  lease?: string,
+): Promise<void> {
+  await etcdAdmin(port, "/v3/kv/put", {
+    key: b64(key),
+    value: b64(value),
+    lease,
+  });
+}
+
+/** Grants a lease out of band; resolves its id. */
+export async function etcdGrant(port: number, ttl: number): Promise<string> {
+  return String((await etcdAdmin(port, "/v3/lease/grant", { TTL: ttl })).ID);
 }
 
 /** Deletes every key under the prefix. */
