@@ -7,12 +7,17 @@
  * @module
  */
 
-// @ts-types="npm:@types/node-zookeeper-client@1.1.0"
-import type * as Zk from "npm:node-zookeeper-client@1.1.3";
 import { BackendUnavailableError } from "../../src/backend.ts";
 import { withTimeout } from "../../src/timing.ts";
-import { codeOf, ZkCode, type ZkModule } from "./client.ts";
-import { ZkLink } from "./link.ts";
+import {
+  codeOf,
+  NO_AUTH,
+  SESSION_EXPIRED,
+  type ZkClient,
+  ZkCode,
+  ZkLink,
+  type ZkModule,
+} from "./client.ts";
 
 const HANDLED = new Set<number>(Object.values(ZkCode));
 /** Codes that say nothing reached the server. */
@@ -23,15 +28,6 @@ const CALL_TIMEOUT_MS = 5_000;
  * Bounded calls on a client, and `lost` aborting once no answer was
  * confirmed for the session timeout minus a margin (the server may then
  * have expired it), or the server said it expired.
- *
- * @example
- * ```ts ignore
- * import { ZkLiveness } from "./liveness.ts";
- * class Session extends ZkLiveness {}
- * const session = new Session(zk, client, "zookeeper://127.0.0.1");
- * session.start(performance.now());
- * await session.close();
- * ```
  */
 export class ZkLiveness {
   readonly #lost = new AbortController();
@@ -54,7 +50,7 @@ export class ZkLiveness {
     /** The client module, for its constants. */
     readonly zk: ZkModule,
     /** The client. */
-    protected readonly client: Zk.Client,
+    protected readonly client: ZkClient,
     /** The redacted URI, for messages. */
     readonly display: string,
   ) {
@@ -151,6 +147,11 @@ export class ZkLiveness {
         if (!error || (code !== undefined && !NO_ANSWER.has(code))) {
           this.#confirm(sentAt);
         }
+        // A call on a session that a takeover closed (the connection stays
+        // up) gets this: the session is gone, whatever the pings say.
+        if (code === SESSION_EXPIRED) {
+          this.lose("the server says it expired or was closed");
+        }
         if (error) reject(error);
         else resolve(value as T);
       })
@@ -165,6 +166,8 @@ export class ZkLiveness {
       if (this.#lost.signal.aborted) throw this.#unavailable();
       const why = error instanceof DOMException
         ? `no answer within ${CALL_TIMEOUT_MS / 1000} s`
+        : code === NO_AUTH
+        ? "ZooKeeper refused access by the node's ACL (NO_AUTH): coolock's nodes there belong to another digest identity"
         : `ZooKeeper answered ${String(error)}`;
       throw new BackendUnavailableError(this.display, why, { cause: error });
     });

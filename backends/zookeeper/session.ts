@@ -1,35 +1,26 @@
 /**
- * One ZooKeeper session for the zookeeper backend, on node-zookeeper-client:
- * the node calls the lock recipe makes, each bounded (`zookeeper_liveness.ts`),
- * and `openSession`, which connects in bounded time.
+ * One ZooKeeper session of the zookeeper backend: the node calls the recipe
+ * makes, each bounded (`liveness.ts`), multi-op transactions, watches, and
+ * `openSession`, which connects in bounded time.
+ *
+ * Nodes are created with the session's ACL: open to everyone without
+ * credentials, or only to the session's digest identity (`auth`) with them.
+ * The root path is created open, so that one digest user can't lock every
+ * other identity out of the whole namespace.
  *
  * @module
  */
 
 import { Buffer } from "node:buffer";
-// @ts-types="npm:@types/node-zookeeper-client@1.1.0"
-import type * as Zk from "npm:node-zookeeper-client@1.1.3";
 import { BackendUnavailableError } from "../../src/backend.ts";
 import { withTimeout } from "../../src/timing.ts";
-import type { ZkModule, ZkStat } from "./client.ts";
+import type { ZkAcl, ZkClient, ZkEvent, ZkModule, ZkStat } from "./client.ts";
 import { ZkLiveness } from "./liveness.ts";
 
 const CONNECT_TIMEOUT_MS = 5_000;
 const SPIN_DELAY_MS = 250;
 
-/**
- * How to open a session.
- *
- * @example
- * ```ts
- * import type { SessionOptions } from "./session.ts";
- * const options: SessionOptions = {
- *   connect: "127.0.0.1:2181",
- *   sessionTimeoutMs: 6_000,
- *   display: "zookeeper://127.0.0.1:2181",
- * };
- * ```
- */
+/** How to open a session. */
 export interface SessionOptions {
   /** `host:port,host:port`, without a chroot. */
   readonly connect: string;
@@ -43,86 +34,89 @@ export interface SessionOptions {
   readonly signal?: AbortSignal;
 }
 
-/**
- * A live session's node calls.
- *
- * @example
- * ```ts ignore
- * import { openSession } from "./session.ts";
- * const zk = await import("npm:node-zookeeper-client@1.1.3");
- * const session = await openSession(zk.default, {
- *   connect: "127.0.0.1:2181",
- *   sessionTimeoutMs: 6_000,
- *   display: "zookeeper://127.0.0.1:2181",
- * });
- * console.log(await session.exists("/"));
- * await session.close();
- * ```
- */
+/** One operation of a multi-op transaction. */
+export type TxnOp =
+  | { readonly check: string }
+  | {
+    readonly setData: string;
+    readonly data: Uint8Array;
+    readonly version: number;
+  }
+  | { readonly remove: string; readonly version: number };
+
+/** What each operation of a committed transaction returned, in order. */
+export interface TxnResult {
+  /** The node's stat after a `setData`; absent for other operations. */
+  readonly stat?: ZkStat;
+}
+
+/** A node's data and stat. */
+export interface NodeData {
+  readonly data: Uint8Array;
+  readonly stat: ZkStat;
+}
+
+/** A live session's node calls. */
 export class ZkSession extends ZkLiveness {
-  readonly #acls: Zk.ACL[];
+  readonly #acls: ZkAcl[];
+  readonly #open: ZkAcl[];
 
   /** Use {@linkcode openSession}. */
   constructor(
     zk: ZkModule,
-    client: Zk.Client,
+    client: ZkClient,
     display: string,
-    digest: boolean,
+    /** The digest identity's user name, when the session has one. */
+    readonly user: string | undefined,
   ) {
     super(zk, client, display);
-    this.#acls = [
-      new zk.ACL(
-        zk.Permission.ALL,
-        digest ? new zk.Id("auth", "") : new zk.Id("world", "anyone"),
-      ),
+    this.#open = [
+      new zk.ACL(zk.Permission.ALL, new zk.Id("world", "anyone")),
     ];
+    this.#acls = user === undefined
+      ? this.#open
+      : [new zk.ACL(zk.Permission.ALL, new zk.Id("auth", ""))];
   }
 
-  /** Creates a node; resolves its path. */
+  /** Creates a node with the session's ACL; resolves its path. */
   create(
     path: string,
-    data: Buffer,
+    data: Uint8Array,
     mode: number,
     signal?: AbortSignal,
   ): Promise<string> {
     return this.call(
-      (done) => this.client.create(path, data, this.#acls, mode, done),
+      (done) =>
+        this.client.create(path, Buffer.from(data), this.#acls, mode, done),
       signal,
     );
   }
 
-  /**
-   * Creates a path of shared persistent nodes, `mkdir -p` style, open to
-   * everyone: with the creator's ACL, one digest user would lock every other
-   * identity out of the whole namespace.
-   */
+  /** Creates a path of shared persistent nodes, `mkdir -p`, open to everyone. */
   mkdirp(path: string, signal?: AbortSignal): Promise<string> {
-    const open = [
-      new this.zk.ACL(
-        this.zk.Permission.ALL,
-        new this.zk.Id("world", "anyone"),
-      ),
-    ];
     return this.call(
-      (done) => this.client.mkdirp(path, open, done),
+      (done) => this.client.mkdirp(path, this.#open, done),
       signal,
     );
   }
 
-  /** The names of a node's children. */
-  getChildren(path: string, signal?: AbortSignal): Promise<string[]> {
+  /** The names of a node's children, and the node's stat. */
+  getChildren(
+    path: string,
+    signal?: AbortSignal,
+  ): Promise<{ children: string[]; stat: ZkStat }> {
     return this.call(
       (done) =>
-        this.client.getChildren(path, (error, names) => done(error, names)),
+        this.client.getChildren(
+          path,
+          (error, children, stat) => done(error, { children, stat }),
+        ),
       signal,
     );
   }
 
   /** A node's data and stat. */
-  getData(
-    path: string,
-    signal?: AbortSignal,
-  ): Promise<{ data: Buffer; stat: ZkStat }> {
+  getData(path: string, signal?: AbortSignal): Promise<NodeData> {
     return this.call(
       (done) =>
         this.client.getData(
@@ -137,12 +131,12 @@ export class ZkSession extends ZkLiveness {
   /** Sets a node's data if its version matches (`-1`: any). */
   setData(
     path: string,
-    data: Buffer,
+    data: Uint8Array,
     version: number,
     signal?: AbortSignal,
   ): Promise<ZkStat> {
     return this.call(
-      (done) => this.client.setData(path, data, version, done),
+      (done) => this.client.setData(path, Buffer.from(data), version, done),
       signal,
     );
   }
@@ -155,11 +149,40 @@ export class ZkSession extends ZkLiveness {
     );
   }
 
+  /**
+   * Runs the operations atomically: all apply, or none does and it rejects
+   * with the code of the first that failed.
+   */
+  transaction(
+    ops: readonly TxnOp[],
+    signal?: AbortSignal,
+  ): Promise<TxnResult[]> {
+    return this.call((done) => {
+      const txn = this.client.transaction();
+      // The client turns version 0 into -1 (`version || -1`), which would
+      // match any version: put the version back on each operation.
+      const queued = (txn as unknown as { ops: { version?: number }[] }).ops;
+      for (const op of ops) {
+        if ("check" in op) txn.check(op.check);
+        else if ("setData" in op) {
+          txn.setData(op.setData, Buffer.from(op.data), op.version);
+          queued[queued.length - 1].version = op.version;
+        } else {
+          txn.remove(op.remove, op.version);
+          queued[queued.length - 1].version = op.version;
+        }
+      }
+      txn.commit((error, results: { stat?: ZkStat }[]) =>
+        done(error, results?.map(({ stat }) => ({ stat })))
+      );
+    }, signal);
+  }
+
   /** A node's stat, or `null` when it doesn't exist. */
   exists(
     path: string,
     signal?: AbortSignal,
-    watcher?: (event: { type: number }) => void,
+    watcher?: (event: ZkEvent) => void,
   ): Promise<ZkStat | null> {
     return this.call(
       (done) =>
@@ -172,22 +195,26 @@ export class ZkSession extends ZkLiveness {
 
   /**
    * Resolves the node's stat, or `null` when it doesn't exist, and calls
-   * `onGone` once when it is deleted later. Data changes re-arm the watch.
+   * `onEvent` once, with the event's type, when the node is deleted or (with
+   * `dataToo`) its data changes; a data change re-arms a deletion-only watch.
    */
-  async watchGone(
+  async watch(
     path: string,
-    onGone: () => void,
-    signal?: AbortSignal,
+    onEvent: (type: number) => void,
+    options: { dataToo?: boolean; signal?: AbortSignal } = {},
   ): Promise<ZkStat | null> {
-    const watcher = (event: { type: number }) => {
-      if (event.type === this.zk.Event.NODE_DELETED) return onGone();
+    const { NODE_DELETED } = this.zk.Event;
+    const watcher = (event: ZkEvent) => {
+      if (event.type === NODE_DELETED || options.dataToo) {
+        return onEvent(event.type);
+      }
       this.exists(path, undefined, watcher).then(
-        (stat) => stat ?? onGone(),
+        (stat) => stat ?? onEvent(NODE_DELETED),
         () => {},
       );
     };
-    const stat = await this.exists(path, signal, watcher);
-    if (stat === null) onGone();
+    const stat = await this.exists(path, options.signal, watcher);
+    if (stat === null) onEvent(NODE_DELETED);
     return stat;
   }
 }
@@ -195,18 +222,6 @@ export class ZkSession extends ZkLiveness {
 /**
  * Connects a new session, bounded in time; rejects with
  * `BackendUnavailableError` when no session comes up.
- *
- * @example
- * ```ts ignore
- * import { openSession } from "./session.ts";
- * const zk = await import("npm:node-zookeeper-client@1.1.3");
- * const session = await openSession(zk.default, {
- *   connect: "127.0.0.1:2181",
- *   sessionTimeoutMs: 6_000,
- *   display: "zookeeper://127.0.0.1:2181",
- * });
- * await session.close();
- * ```
  */
 export async function openSession(
   zk: ZkModule,
@@ -218,12 +233,8 @@ export async function openSession(
     spinDelay: SPIN_DELAY_MS,
     retries: 0,
   });
-  const session = new ZkSession(
-    zk,
-    client,
-    options.display,
-    options.digest !== undefined,
-  );
+  const user = options.digest?.slice(0, options.digest.indexOf(":"));
+  const session = new ZkSession(zk, client, options.display, user);
   if (options.digest !== undefined) {
     client.addAuthInfo("digest", Buffer.from(options.digest));
   }

@@ -1,28 +1,26 @@
 /**
  * ZooKeeper backend URIs:
  * `zookeeper://[user:password@]host[:port][,host...][/chroot][?session_timeout=S]`,
- * also `kazoo://`, checked into what the backend connects with.
+ * also `kazoo://`, checked into the target the backend connects to. Every
+ * message names the URI by its redacted form (`display`), never the raw
+ * text.
  *
  * @module
  */
 
-import { parseBackendUri, secondsParam } from "../../src/uri.ts";
+import { type HostPort, parseBackendUri, secondsParam } from "../../src/uri.ts";
 
-/**
- * A checked ZooKeeper URI.
- *
- * @example
- * ```ts
- * import { parseZooKeeperUri, type ZooKeeperConfig } from "./uri.ts";
- * const config: ZooKeeperConfig = parseZooKeeperUri("zookeeper://zk/apps");
- * console.log(config.root); // /apps/coolock
- * ```
- */
-export interface ZooKeeperConfig {
+/** The longest session timeout the protocol can carry (a 32-bit int of ms). */
+const MAX_SESSION_MS = 2 ** 31 - 1;
+
+/** A checked ZooKeeper URI. */
+export interface ZooKeeperTarget {
   /** `zookeeper` or `kazoo`. */
   readonly scheme: string;
   /** The URI with its password replaced by `***`. */
   readonly display: string;
+  /** The servers, in the order given. */
+  readonly hosts: readonly HostPort[];
   /** `host:port,host:port`, without the chroot. */
   readonly connect: string;
   /** Where the lock parents live: `<chroot>/coolock`. */
@@ -57,15 +55,8 @@ function checkChroot(path: string, display: string): string {
 /**
  * Parses and checks a ZooKeeper URI. Throws `TypeError` naming the problem,
  * with the password redacted.
- *
- * @example
- * ```ts
- * import { parseZooKeeperUri } from "./uri.ts";
- * const config = parseZooKeeperUri("zookeeper://zk1,zk2:2182?session_timeout=6");
- * console.log(config.connect, config.sessionTimeoutMs); // zk1:2181,zk2:2182 6000
- * ```
  */
-export function parseZooKeeperUri(text: string): ZooKeeperConfig {
+export function parseZooKeeperUri(text: string): ZooKeeperTarget {
   const uri = parseBackendUri(text, 2181);
   const { display } = uri;
   if (uri.scheme !== "zookeeper" && uri.scheme !== "kazoo") {
@@ -87,6 +78,11 @@ export function parseZooKeeperUri(text: string): ZooKeeperConfig {
       `ZooKeeper URI '${display}' needs both a user name and a password for digest auth`,
     );
   }
+  if (uri.username.includes(":")) {
+    throw new TypeError(
+      `ZooKeeper URI '${display}' has a ':' in its user name, which digest auth can't tell from the password's start`,
+    );
+  }
   for (const name of uri.params.keys()) {
     if (name !== "session_timeout") {
       throw new TypeError(
@@ -105,11 +101,16 @@ export function parseZooKeeperUri(text: string): ZooKeeperConfig {
   return {
     scheme: uri.scheme,
     display,
+    hosts: uri.hosts,
     connect: uri.hosts.map(({ host, port }) => `${host}:${port}`).join(","),
     root: `${checkChroot(uri.path, display)}/coolock`,
     digest: uri.password === undefined
       ? undefined
       : `${uri.username}:${uri.password}`,
-    sessionTimeoutMs: sessionMs || undefined,
+    // The server bounds the timeout anyway (to 2–20 × its tickTime by
+    // default): a longer ask only has to fit the protocol.
+    sessionTimeoutMs: sessionMs
+      ? Math.min(sessionMs, MAX_SESSION_MS)
+      : undefined,
   };
 }
