@@ -198,6 +198,14 @@ Deno.test({
           "secrets-env",
           "-g",
           "0",
+          // A fresh Redis grants no lock until it has been up for the lease
+          // time (the restart rule): a short TTL, and a wait, for that.
+          "--ttl",
+          "2",
+          "--kill-after",
+          "0.5",
+          "-w",
+          "10",
           "-f",
           `${dir}/env.log`,
           "-v",
