@@ -1,248 +1,213 @@
 /**
- * `deno task bench [--runs N] [--only file,redis,...]`: for each backend whose
- * server runs here, the wall time of a whole `coolock ... -- true` process
- * (median and p90), next to the runtime's floor (`deno run` of an empty
- * script) and `flock -n`; the handoff latency in wait mode; and the peak RSS
- * of coolock while it holds a lock. Prints a Markdown table; asserts nothing.
+ * `deno task bench [--runs N] [--handoffs N] [--only file,redis,...]`: the
+ * speed and memory of coolock on every backend whose server runs here, next
+ * to an empty `deno run`, `flock(1)` and `etcdctl lock`, as one Markdown
+ * table, followed by the goals of issue 14, met or missed. Asserts nothing:
+ * timing belongs here, not in tests.
+ *
+ * - **wall**: one whole `coolock -g 0 -w 0 -- true` process from source,
+ *   `--runs` times (default 20), median and p90. The rows take turns, one
+ *   run each per round, so that a load that comes and goes on a shared
+ *   machine weighs on every row alike; hence the ratio to the empty
+ *   `deno run` of the same rounds.
+ * - **peak RSS**: the same command under GNU time (`%M`), as many times;
+ *   the median.
+ * - **handoff** and **holder exit** (see bench/handoff.ts), `--handoffs`
+ *   samples (default 10) each, with guard time 0; and the handoff with
+ *   `--limit 3`: three holders, one waiter, one holder lets go.
+ *
+ * The servers are the tests' recipes (tests/helpers/servers/), started once
+ * on free loopback ports and stopped at the end.
  *
  * @module
  */
 
-import { openBackend } from "../backends/mod.ts";
-import { acquire } from "../src/lease.ts";
 import {
   available,
-  type ServerRecipe,
   startServer,
   type TestServer,
 } from "../tests/helpers/servers/server.ts";
-import { redisServer } from "../tests/helpers/servers/redis.ts";
-import { memcachedServer } from "../tests/helpers/servers/memcached.ts";
-import { etcdServer } from "../tests/helpers/servers/etcd.ts";
-import { zookeeperServer } from "../tests/helpers/servers/zookeeper.ts";
+import { type HandoffSample, handoffSample } from "./bench/handoff.ts";
+import { GNU_TIME, peakRss, timeRun } from "./bench/procs.ts";
+import { type Row, table, verdicts } from "./bench/report.ts";
+import { summarize } from "./bench/stats.ts";
 import {
-  POSTGRES_DATABASE,
-  POSTGRES_PASSWORD,
-  POSTGRES_USER,
-  postgresServer,
-} from "../tests/helpers/servers/postgres.ts";
-import {
-  MARIADB_DATABASE,
-  MARIADB_PASSWORD,
-  MARIADB_USER,
-  mariadbServer,
-} from "../tests/helpers/servers/mariadb.ts";
-import { consulFakeServer } from "../tests/helpers/servers/consul_fake.ts";
+  installed,
+  type Subject,
+  SUBJECTS,
+  type Tool,
+} from "./bench/subjects.ts";
 
-interface Subject {
-  readonly name: string;
-  readonly recipe?: ServerRecipe;
-  uri(server: TestServer | undefined, dir: string): string;
-}
-
-const at = (server: TestServer | undefined) => `127.0.0.1:${server!.port}`;
-const SUBJECTS: readonly Subject[] = [
-  { name: "file", uri: (_, dir) => `file://${dir}/locks` },
-  { name: "redis", recipe: redisServer, uri: (s) => `redis://${at(s)}` },
-  {
-    name: "memcached",
-    recipe: memcachedServer,
-    uri: (s) => `memcached://${at(s)}`,
-  },
-  { name: "etcd", recipe: etcdServer, uri: (s) => `etcd://${at(s)}` },
-  { name: "etcd3", recipe: etcdServer, uri: (s) => `etcd3://${at(s)}` },
-  {
-    name: "zookeeper",
-    recipe: zookeeperServer,
-    uri: (s) => `zookeeper://${at(s)}`,
-  },
-  {
-    name: "postgres",
-    recipe: postgresServer,
-    uri: (s) =>
-      `postgresql://${POSTGRES_USER}:${POSTGRES_PASSWORD}@${
-        at(s)
-      }/${POSTGRES_DATABASE}`,
-  },
-  {
-    name: "mysql",
-    recipe: mariadbServer,
-    uri: (s) =>
-      `mysql://${MARIADB_USER}:${MARIADB_PASSWORD}@${
-        at(s)
-      }/${MARIADB_DATABASE}`,
-  },
-  {
-    name: "consul (fake)",
-    recipe: consulFakeServer,
-    uri: (s) => `consul://${at(s)}`,
-  },
-];
-
-const CLI = new URL("../cli.ts", import.meta.url).pathname;
-const DENO = Deno.execPath();
-
-function flagValue(name: string): string | undefined {
+function flag(name: string): string | undefined {
   const index = Deno.args.indexOf(name);
   return index >= 0 ? Deno.args[index + 1] : undefined;
 }
-const RUNS = Number(flagValue("--runs") ?? 15);
-const ONLY = flagValue("--only")?.split(",");
+const RUNS = Number(flag("--runs") ?? 20);
+const HANDOFFS = Number(flag("--handoffs") ?? 10);
+const ONLY = flag("--only")?.split(",");
 
-function quantile(samples: number[], q: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+const log = (text: string) => console.error(`bench: ${text}`);
+
+/** A subject that can run here, with its tool. */
+interface Ready {
+  readonly subject: Subject;
+  readonly tool: Tool;
+  readonly lock: string;
+  readonly wall: number[];
+  readonly rss: number[];
+  failed?: string;
 }
 
-async function timeCommand(argv: string[], runs = RUNS): Promise<number[]> {
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const started = performance.now();
-    const out = await new Deno.Command(argv[0], {
-      args: argv.slice(1),
-      stdout: "null",
-      stderr: "piped",
-    })
-      .output();
-    samples.push(performance.now() - started);
-    if (!out.success) {
-      throw new Error(
-        `'${argv.join(" ")}' failed: ${new TextDecoder().decode(out.stderr)}`,
-      );
+function wanted(subject: Subject): boolean {
+  if (!subject.backend || !ONLY) return true;
+  return ONLY.some((name) => subject.backend === name);
+}
+
+function machine(): string {
+  const cpu = (() => {
+    try {
+      return /model name\s*:\s*(.+)/.exec(
+        Deno.readTextFileSync("/proc/cpuinfo"),
+      )?.[1];
+    } catch {
+      return undefined;
+    }
+  })();
+  const memory = Deno.systemMemoryInfo().total / 2 ** 30;
+  return `${navigator.hardwareConcurrency} × ${cpu ?? "CPU"}, ${
+    memory.toFixed(0)
+  } GiB, ${Deno.build.target}, Linux ${Deno.osRelease()}`;
+}
+
+const load = () => Deno.loadavg().map((value) => value.toFixed(2)).join(" ");
+
+const scratch = await Deno.makeTempDir({ prefix: "coolock-bench-" });
+await Deno.writeTextFile(`${scratch}/empty.ts`, "");
+const servers = new Map<string, TestServer>();
+const rows = new Map<Subject, Row>();
+const ready: Ready[] = [];
+const loadBefore = load();
+const started = new Date();
+
+try {
+  for (const subject of SUBJECTS.filter(wanted)) {
+    if (!installed(subject)) {
+      rows.set(subject, {
+        label: subject.label,
+        note: `${subject.program} not installed`,
+      });
+      continue;
+    }
+    let server: TestServer | undefined;
+    if (subject.recipe) {
+      if (!available(subject.recipe)) {
+        rows.set(subject, {
+          label: subject.label,
+          note: "server not installed",
+        });
+        continue;
+      }
+      server = servers.get(subject.recipe.kind);
+      if (!server) {
+        log(`starting ${subject.recipe.kind}`);
+        server = await startServer(subject.recipe);
+        servers.set(subject.recipe.kind, server);
+      }
+    }
+    const lock = `bench-${subject.backend ?? subject.label.split(" ")[0]}`;
+    ready.push({
+      subject,
+      tool: subject.tool(server, scratch),
+      lock,
+      wall: [],
+      rss: [],
+    });
+  }
+
+  // One warm-up run each: Deno's caches, the servers' first connections.
+  for (const each of ready) {
+    await timeRun(each.tool.once(each.lock)).catch((error) =>
+      each.failed = (error as Error).message
+    );
+  }
+  for (let round = 1; round <= RUNS; round++) {
+    log(`wall and RSS, round ${round} of ${RUNS} (load ${load()})`);
+    for (const each of ready) {
+      if (each.failed) continue;
+      try {
+        each.wall.push(await timeRun(each.tool.once(each.lock)));
+        each.rss.push(await peakRss(each.tool.once(each.lock), scratch));
+      } catch (error) {
+        each.failed = (error as Error).message;
+      }
     }
   }
-  return samples;
-}
 
-function cli(uri: string, lock: string, ...command: string[]): string[] {
-  return [
-    DENO,
-    "run",
-    "--allow-all",
-    "--quiet",
-    CLI,
-    "--backend",
-    uri,
-    "--lock",
-    lock,
-    "--guard-time",
-    "0",
-    "--log-file",
-    "/dev/null",
-    "--",
-    ...command,
-  ];
-}
-
-async function handoff(
-  uri: string,
-  lock: string,
-  runs = 10,
-): Promise<number[]> {
-  await using holderSide = openBackend(uri);
-  await using waiterSide = openBackend(uri);
-  const options = { lock, guardTime: 0, ttl: 10, node: "bench" };
-  const samples: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const held = await acquire({ ...options, backend: holderSide });
-    const waiting = acquire({
-      ...options,
-      backend: waiterSide,
-      waitTimeout: 30,
+  for (const each of ready) {
+    const { subject, tool } = each;
+    const samples = async (limit: number) => {
+      const found: HandoffSample[] = [];
+      for (let i = 0; i < HANDOFFS; i++) {
+        found.push(
+          await handoffSample(
+            tool,
+            `${each.lock}-handoff-${limit}`,
+            limit,
+            scratch,
+          ),
+        );
+      }
+      return found;
+    };
+    let one: HandoffSample[] = [];
+    let three: HandoffSample[] = [];
+    let note = each.failed;
+    if (!note && tool.locked && HANDOFFS > 0) {
+      try {
+        log(`handoff, ${subject.label}`);
+        one = await samples(1);
+        if (tool.limits) {
+          log(`handoff with --limit 3, ${subject.label}`);
+          three = await samples(3);
+        }
+      } catch (error) {
+        note = `handoff failed: ${(error as Error).message}`;
+      }
+    }
+    rows.set(subject, {
+      label: subject.label,
+      backend: subject.backend,
+      wall: each.wall.length ? summarize(each.wall) : undefined,
+      rss: each.rss.some(Number.isFinite) ? summarize(each.rss) : undefined,
+      handoff: one.length
+        ? summarize(one.map((sample) => sample.handoff))
+        : undefined,
+      holderExit: one.length
+        ? summarize(one.map((sample) => sample.holderExit))
+        : undefined,
+      handoffLimit3: three.length
+        ? summarize(three.map((sample) => sample.handoff))
+        : undefined,
+      note,
     });
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    await held.release();
-    const releasedAt = performance.now();
-    const next = await waiting;
-    samples.push(performance.now() - releasedAt);
-    await next.release();
   }
-  return samples;
+} finally {
+  for (const server of servers.values()) await server.kill();
+  await Deno.remove(scratch, { recursive: true }).catch(() => {});
 }
 
-async function peakRss(uri: string, lock: string): Promise<number> {
-  const [cmd, ...args] = cli(uri, lock, "sleep", "2");
-  const child = new Deno.Command(cmd, { args, stdout: "null", stderr: "null" })
-    .spawn();
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
-  const status = await Deno.readTextFile(`/proc/${child.pid}/status`).catch(
-    () => "",
-  );
-  await child.status;
-  return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN) / 1024;
-}
-
-const ms = (value: number) => `${value.toFixed(1)} ms`;
-const dir = await Deno.makeTempDir({ prefix: "coolock-bench-" });
-const empty = `${dir}/empty.ts`;
-await Deno.writeTextFile(empty, "");
-const rows: string[][] = [];
-
-const floor = await timeCommand([DENO, "run", "--quiet", empty]);
-rows.push([
-  "deno run (empty script)",
-  ms(quantile(floor, 0.5)),
-  ms(quantile(floor, 0.9)),
-  "",
-  "",
-]);
-try {
-  const flock = await timeCommand(["flock", "-n", `${dir}/flock`, "true"]);
-  rows.push([
-    "flock -n … true",
-    ms(quantile(flock, 0.5)),
-    ms(quantile(flock, 0.9)),
-    "",
-    "",
-  ]);
-} catch {
-  rows.push(["flock -n … true", "not installed", "", "", ""]);
-}
-
-for (const subject of SUBJECTS) {
-  if (ONLY && !ONLY.some((name) => subject.name.startsWith(name))) continue;
-  if (subject.recipe && !available(subject.recipe)) {
-    rows.push([subject.name, "server not installed", "", "", ""]);
-    continue;
-  }
-  const server = subject.recipe ? await startServer(subject.recipe) : undefined;
-  try {
-    const uri = subject.uri(server, dir);
-    const lock = `bench-${subject.name.split(" ")[0]}`;
-    const runs = await timeCommand(cli(uri, lock, "true"));
-    const handoffs = await handoff(uri, `${lock}-handoff`);
-    const rss = await peakRss(uri, `${lock}-rss`);
-    rows.push([
-      `coolock, ${subject.name}`,
-      ms(quantile(runs, 0.5)),
-      ms(quantile(runs, 0.9)),
-      `${ms(quantile(handoffs, 0.5))} / ${ms(quantile(handoffs, 0.9))}`,
-      `${rss.toFixed(0)} MiB`,
-    ]);
-  } catch (error) {
-    rows.push([
-      subject.name,
-      `failed: ${(error as Error).message.split("\n")[0]}`,
-      "",
-      "",
-      "",
-    ]);
-  } finally {
-    await server?.kill();
-  }
-}
-
-const header = [
-  "",
-  "wall median",
-  "wall p90",
-  "handoff median / p90",
-  "peak RSS holding",
-];
+const ordered = SUBJECTS.flatMap((subject) => rows.get(subject) ?? []);
+const floor = ordered.find((row) => !row.backend && row.wall)?.wall?.median ??
+  NaN;
 console.log(
-  `Runs: ${RUNS} per command, on ${Deno.build.target}, Deno ${Deno.version.deno}\n`,
+  [
+    `${
+      started.toISOString().slice(0, 10)
+    }, Deno ${Deno.version.deno} (V8 ${Deno.version.v8}), ${machine()}`,
+    `${RUNS} runs per row for wall and RSS, rows taking turns; ${HANDOFFS} handoff samples per row; load average ${loadBefore} before, ${load()} after`,
+    GNU_TIME ? "" : "(GNU time is not installed: no peak RSS)",
+    table(ordered, floor),
+    "",
+    verdicts(ordered, floor),
+  ].filter((line, i) => i !== 2 || line).join("\n"),
 );
-console.log(`| ${header.join(" | ")} |`);
-console.log(`| ${header.map(() => "---").join(" | ")} |`);
-for (const row of rows) console.log(`| ${row.join(" | ")} |`);
-await Deno.remove(dir, { recursive: true });

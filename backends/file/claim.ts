@@ -56,11 +56,11 @@ function closeAll(...files: Array<Deno.FsFile | undefined>): void {
  * it is free (or has no file), else what holds it.
  */
 export async function probeSlot(path: string): Promise<Miss | undefined> {
-  const file = await openLockFile(path);
+  const file = openLockFile(path);
   if (!file) return undefined;
   try {
-    if (!(await file.tryLock(true))) return { kind: "live" };
-    const stamp = slotStampOf(await readContents(file));
+    if (!file.tryLockSync(true)) return { kind: "live" };
+    const stamp = slotStampOf(readContents(file));
     if (typeof stamp === "string") return { kind: "corrupt", path, why: stamp };
     const verdict = await judge(stamp, Date.now(), groupAlive);
     return verdict.free ? undefined : { kind: "judged", verdict };
@@ -77,15 +77,15 @@ export async function takeSlot(
   request: LockRequest,
 ): Promise<FileClaim | Miss> {
   const path = layout.slotPath(slot);
-  const lockFile = (await openLockFile(path, { create: true }))!;
+  const lockFile = openLockFile(path, { create: true })!;
   let writeFile: Deno.FsFile | undefined;
   let kept = false;
   try {
     // Another holder may have replaced the file between open and flock.
-    if (!(await lockFile.tryLock(true)) || !(await isAt(path, lockFile))) {
+    if (!lockFile.tryLockSync(true) || !isAt(path, lockFile)) {
       return { kind: "live" };
     }
-    const contents = await readContents(lockFile);
+    const contents = readContents(lockFile);
     const stamp = slotStampOf(contents);
     if (typeof stamp === "string") return { kind: "corrupt", path, why: stamp };
     const verdict = await judge(stamp, Date.now(), groupAlive);
@@ -105,11 +105,9 @@ export async function takeSlot(
         return true;
       },
     );
-    writeFile = (await openLockFile(path, { write: true }))!;
-    const [locked, writable] = await Promise.all([
-      lockFile.stat(),
-      writeFile.stat(),
-    ]);
+    writeFile = openLockFile(path, { write: true })!;
+    const locked = lockFile.statSync();
+    const writable = writeFile.statSync();
     if (locked.ino !== writable.ino || locked.dev !== writable.dev) {
       return { kind: "live" };
     }
@@ -123,9 +121,9 @@ export async function takeSlot(
       guardUntil: now + request.guardMs,
       released: false,
     };
-    const written = await writeNext(writeFile, contents, slotRecord(mine));
+    const written = writeNext(writeFile, contents, slotRecord(mine));
     // A forced release may have renamed a fresh file in meanwhile.
-    if (!(await isAt(path, lockFile))) return { kind: "live" };
+    if (!isAt(path, lockFile)) return { kind: "live" };
     kept = true;
     return new FileClaim(
       request.name,
@@ -166,22 +164,22 @@ export class FileClaim implements Claim {
     this.#contents = contents;
   }
 
-  #serial<T>(step: () => Promise<T>): Promise<T> {
+  #serial<T>(step: () => T | Promise<T>): Promise<T> {
     const run = this.#queue.then(step, step);
     this.#queue = run.catch(() => {});
     return run;
   }
 
   /** Checks that the slot is still this claim's; throws `LockLostError`. */
-  async #check(): Promise<void> {
+  #check(): void {
     if (this.#released) throw new LockLostError(this.name, "it was released");
-    if (!(await isAt(this.path, this.lockFile))) {
+    if (!isAt(this.path, this.lockFile)) {
       throw new LockLostError(
         this.name,
         "its lock file was removed or replaced (a forced release)",
       );
     }
-    const now = await readContents(this.writeFile);
+    const now = readContents(this.writeFile);
     const stamp = slotStampOf(now);
     if (typeof stamp === "string" || stamp.owner !== this.#stamp.owner) {
       throw new LockLostError(this.name, "its lock file was rewritten");
@@ -189,8 +187,8 @@ export class FileClaim implements Claim {
     this.#contents = now;
   }
 
-  async #write(stamp: SlotStamp): Promise<void> {
-    this.#contents = await writeNext(
+  #write(stamp: SlotStamp): void {
+    this.#contents = writeNext(
       this.writeFile,
       this.#contents,
       slotRecord(stamp),
@@ -199,9 +197,9 @@ export class FileClaim implements Claim {
   }
 
   renew(expiresInMs: number): Promise<void> {
-    return this.#serial(async () => {
-      await this.#check();
-      await this.#write({
+    return this.#serial(() => {
+      this.#check();
+      this.#write({
         ...this.#stamp,
         leaseUntil: Date.now() + expiresInMs,
       });
@@ -216,19 +214,19 @@ export class FileClaim implements Claim {
     }
     return this.#serial(async () => {
       const group: GroupRecord = await recordGroup(pgid);
-      await this.#check();
-      await this.#write({ ...this.#stamp, group });
+      this.#check();
+      this.#write({ ...this.#stamp, group });
     });
   }
 
   release(holdMs: number): Promise<void> {
     if (this.#released) return Promise.resolve();
-    return this.#serial(async () => {
+    return this.#serial(() => {
       if (this.#released) return;
       try {
-        await this.#check();
+        this.#check();
         const now = Date.now();
-        await this.#write({
+        this.#write({
           ...this.#stamp,
           released: true,
           guardUntil: now + Math.max(0, holdMs),

@@ -21,6 +21,13 @@
  * An untrusted directory is a {@linkcode UntrustedPathError}: a setup
  * problem to fix on this host (exit 78 in the CLI), never a reason to run.
  *
+ * The file backend's calls on the lock path (here, in stamp.ts, meta.ts and
+ * claim.ts) are Deno's synchronous ones: each is one local syscall of
+ * microseconds (`flock` is taken with LOCK_NB), while an async call is a
+ * round trip to a worker thread, which on a loaded host costs more than the
+ * syscall. They stay inside async functions, so callers don't change;
+ * `fsync`, which can wait on the disk, stays async.
+ *
  * @module
  */
 
@@ -75,12 +82,12 @@ function parentsOf(path: string): string[] {
  * resolves its real path, which every later path is built on, so that no
  * symlink is followed again.
  */
-export async function trustDirectory(dir: string): Promise<string> {
+export function trustDirectory(dir: string): string {
   const uid = currentUid();
-  await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-  const real = await Deno.realPath(dir);
+  Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const real = Deno.realPathSync(dir);
   if (uid === undefined) return real;
-  const why = distrust(await Deno.lstat(real), uid);
+  const why = distrust(Deno.lstatSync(real), uid);
   if (why) {
     throw new UntrustedPathError(
       real,
@@ -90,7 +97,7 @@ export async function trustDirectory(dir: string): Promise<string> {
   for (const parent of parentsOf(real)) {
     let info: Deno.FileInfo;
     try {
-      info = await Deno.lstat(parent);
+      info = Deno.lstatSync(parent);
     } catch (error) {
       // A scoped --allow-read may not reach the parents: those go unchecked.
       if (error instanceof Deno.errors.NotCapable) break;
@@ -139,14 +146,14 @@ export interface OpenMode {
  * that it is a regular file of this user's with one link. Resolves
  * `undefined` when it is missing and `create` is not set.
  */
-export async function openLockFile(
+export function openLockFile(
   path: string,
   { write = false, create = false }: OpenMode = {},
-): Promise<Deno.FsFile | undefined> {
+): Deno.FsFile | undefined {
   for (let attempt = 0; attempt < 5; attempt++) {
     let before: Deno.FileInfo | undefined;
     try {
-      before = await Deno.lstat(path);
+      before = Deno.lstatSync(path);
     } catch (error) {
       if (!(error instanceof Deno.errors.NotFound)) throw error;
     }
@@ -155,7 +162,7 @@ export async function openLockFile(
       if (!create) return undefined;
       try {
         // O_CREAT|O_EXCL: fails on any existing name, a symlink included.
-        file = await Deno.open(path, {
+        file = Deno.openSync(path, {
           read: true,
           write: true,
           createNew: true,
@@ -170,14 +177,14 @@ export async function openLockFile(
       const why = fileDistrust(before);
       if (why) throw untrustedFile(path, why);
       try {
-        file = await Deno.open(path, { read: true, write });
+        file = Deno.openSync(path, { read: true, write });
       } catch (error) {
         // Removed (or replaced) between the lstat and the open: look again.
         if (error instanceof Deno.errors.NotFound) continue;
         throw error;
       }
     }
-    const opened = await file.stat();
+    const opened = file.statSync();
     if (
       before && (opened.ino !== before.ino || opened.dev !== before.dev)
     ) {
@@ -194,10 +201,24 @@ export async function openLockFile(
   throw new Error(`Lock file '${path}' keeps changing while it is opened`);
 }
 
-/** Whether `file` is still the file at `path` (it may have been replaced or removed). */
-export async function isAt(path: string, file: Deno.FsFile): Promise<boolean> {
+/**
+ * Opens the lock file at `path` read-only as {@linkcode openLockFile} does,
+ * or `undefined` when it is missing or can't be trusted: for scans of the
+ * directory, which skip what they can't read.
+ */
+export function peekLockFile(path: string): Deno.FsFile | undefined {
   try {
-    const [onDisk, open] = await Promise.all([Deno.lstat(path), file.stat()]);
+    return openLockFile(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `file` is still the file at `path` (it may have been replaced or removed). */
+export function isAt(path: string, file: Deno.FsFile): boolean {
+  try {
+    const onDisk = Deno.lstatSync(path);
+    const open = file.statSync();
     return onDisk.ino === open.ino && onDisk.dev === open.dev;
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return false;

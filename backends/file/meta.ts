@@ -16,7 +16,7 @@
  */
 
 import { LimitMismatchError } from "../../src/errors.ts";
-import { openLockFile } from "./dir.ts";
+import { openLockFile, peekLockFile } from "./dir.ts";
 import type { Layout } from "./keys.ts";
 import {
   type Contents,
@@ -49,11 +49,11 @@ function metaOf(contents: Contents): Meta {
 }
 
 /** Reads the meta file without its lock (records are never half-read). */
-export async function readMeta(layout: Layout): Promise<Meta | undefined> {
-  const file = await openLockFile(layout.metaPath);
+export function readMeta(layout: Layout): Meta | undefined {
+  const file = openLockFile(layout.metaPath);
   if (!file) return undefined;
   try {
-    return metaOf(await readContents(file));
+    return metaOf(readContents(file));
   } finally {
     file.close();
   }
@@ -72,23 +72,23 @@ export async function withMeta<T>(
   signal: AbortSignal,
   update: (meta: Meta) => Promise<{ write?: Meta; result: T }>,
 ): Promise<T> {
-  const file = (await openLockFile(layout.metaPath, {
+  const file = openLockFile(layout.metaPath, {
     write: true,
     create: true,
-  }))!;
+  })!;
   try {
     for (
       let pause = 1;
-      !(await file.tryLock(true));
+      !file.tryLockSync(true);
       pause = Math.min(pause * 2, 20)
     ) {
       signal.throwIfAborted();
       await sleep(pause);
     }
-    const contents = await readContents(file);
+    const contents = readContents(file);
     const { write, result } = await update(metaOf(contents));
     if (write) {
-      await writeNext(file, contents, {
+      writeNext(file, contents, {
         name: layout.name,
         limit: write.limit,
         fence: String(write.fence),
@@ -113,12 +113,10 @@ export async function highestSlotToken(
       entry.name !== `${prefix}.lock` &&
       !(entry.name.startsWith(`${prefix}+`) && entry.name.endsWith(".lock"))
     ) continue;
-    const file = await openLockFile(`${dir}/${entry.name}`).catch(() =>
-      undefined
-    );
+    const file = peekLockFile(`${dir}/${entry.name}`);
     if (!file) continue;
     try {
-      const stamp = slotStampOf(await readContents(file));
+      const stamp = slotStampOf(readContents(file));
       if (typeof stamp !== "string" && stamp.fence > highest) {
         highest = stamp.fence;
       }

@@ -84,7 +84,7 @@ class FileBackend implements Backend {
   readonly #open = new Set<FileClaim>();
   readonly #holdings = new Holdings();
   readonly #hints = new WeakMap<LockRequest, Hint>();
-  #trusted?: Promise<string>;
+  #trusted?: string;
 
   constructor(dir: string, display: string) {
     this.#dir = dir;
@@ -104,16 +104,12 @@ class FileBackend implements Backend {
   }
 
   /** The trusted real path of the directory, created when missing. */
-  #ready(): Promise<string> {
-    this.#trusted ??= trustDirectory(this.#dir).catch((error) => {
-      this.#trusted = undefined;
-      throw error;
-    });
-    return this.#trusted;
+  #ready(): string {
+    return this.#trusted ??= trustDirectory(this.#dir);
   }
 
   async #layout(name: string): Promise<{ dir: string; layout: Layout }> {
-    const dir = await this.#ready();
+    const dir = this.#ready();
     return { dir, layout: await layoutOf(dir, name) };
   }
 
@@ -122,7 +118,7 @@ class FileBackend implements Backend {
    * stored one is held: then the new limit replaces it.
    */
   async #checkLimit(layout: Layout, request: LockRequest): Promise<void> {
-    const meta = await readMeta(layout);
+    const meta = readMeta(layout);
     if (meta?.limit === undefined || meta.limit === request.limit) return;
     await withMeta(layout, request.signal, async (now) => {
       if (now.limit === undefined || now.limit === request.limit) {
@@ -235,7 +231,7 @@ class FileBackend implements Backend {
     name: string | undefined,
     _signal: AbortSignal,
   ): Promise<LockStatus[]> {
-    const dir = await this.#ready();
+    const dir = this.#ready();
     const names = name === undefined ? await lockNames(dir) : [name];
     const statuses: LockStatus[] = [];
     for (const each of names) statuses.push(await statusOf(dir, each));
@@ -243,7 +239,7 @@ class FileBackend implements Backend {
   }
 
   async forceRelease(name: string, _signal: AbortSignal): Promise<Removal[]> {
-    return forceReleaseOf(await this.#ready(), name);
+    return await forceReleaseOf(this.#ready(), name);
   }
 
   check(_signal: AbortSignal): Promise<CheckResult[]> {

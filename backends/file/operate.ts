@@ -29,12 +29,13 @@ import { UntrustedPathError } from "../../src/errors.ts";
 import {
   currentUid,
   openLockFile,
+  peekLockFile,
   replaceFile,
   trustDirectory,
 } from "./dir.ts";
 import { flockKey, groupAlive, groupTracking, heldFlocks } from "./group.ts";
 import { type Layout, layoutOf, nameOfBase, parseEntry } from "./keys.ts";
-import { readMeta } from "./meta.ts";
+import { type Meta, readMeta } from "./meta.ts";
 import {
   encodeRecord,
   FRESH,
@@ -47,12 +48,15 @@ import {
 } from "./stamp.ts";
 
 /** The slots worth looking at: the stored limit, and at least slot 0. */
-async function slotsOf(layout: Layout): Promise<{
+function slotsOf(layout: Layout): {
   limit?: number;
   fence: bigint;
   count: number;
-}> {
-  const meta = await readMeta(layout).catch(() => undefined);
+} {
+  let meta: Meta | undefined;
+  try {
+    meta = readMeta(layout);
+  } catch { /* unreadable: as if absent */ }
   return {
     limit: meta?.limit,
     fence: meta?.fence ?? 0n,
@@ -67,17 +71,17 @@ function describe(stamp: SlotStamp): string {
 /** `status` of one lock. */
 export async function statusOf(dir: string, name: string): Promise<LockStatus> {
   const layout = await layoutOf(dir, name);
-  const { limit, fence, count } = await slotsOf(layout);
+  const { limit, fence, count } = slotsOf(layout);
   const flocks = await heldFlocks();
   const holders: HolderStatus[] = [];
   let lastToken = fence;
   const now = Date.now();
   for (let slot = 0; slot < count; slot++) {
-    const file = await openLockFile(layout.slotPath(slot));
+    const file = openLockFile(layout.slotPath(slot));
     if (!file) continue;
     try {
       const live = flocks?.has(flockKey(await file.stat())) ?? false;
-      const stamp = slotStampOf(await readContents(file));
+      const stamp = slotStampOf(readContents(file));
       if (typeof stamp === "string") {
         // Unreadable: nobody may take it until it is forced free.
         holders.push({ slot, state: "held" });
@@ -123,12 +127,10 @@ export async function lockNames(dir: string): Promise<string[]> {
       const parsed = parseEntry(entry.name);
       if (!parsed) continue;
       if (parsed.kind === "meta") {
-        const file = await openLockFile(`${dir}/${entry.name}`).catch(() =>
-          undefined
-        );
+        const file = peekLockFile(`${dir}/${entry.name}`);
         if (!file) continue;
         try {
-          const contents = await readContents(file);
+          const contents = readContents(file);
           const name = contents.kind === "record" ? contents.value.name : "";
           if (typeof name === "string" && name !== "") names.add(name);
         } finally {
@@ -151,16 +153,16 @@ export async function forceReleaseOf(
   name: string,
 ): Promise<Removal[]> {
   const layout = await layoutOf(dir, name);
-  const { fence, count } = await slotsOf(layout);
+  const { fence, count } = slotsOf(layout);
   const removed: Removal[] = [];
   const now = Date.now();
   for (let slot = 0; slot < count; slot++) {
     const path = layout.slotPath(slot);
-    const lockFile = await openLockFile(path);
+    const lockFile = openLockFile(path);
     if (!lockFile) continue;
     let writeFile: Deno.FsFile | undefined;
     try {
-      const contents = await readContents(lockFile);
+      const contents = readContents(lockFile);
       const parsed = slotStampOf(contents);
       const stamp = typeof parsed === "string" ? FRESH : parsed;
       const carried = stamp.fence > fence ? stamp.fence : fence;
@@ -224,8 +226,8 @@ export async function forceReleaseOf(
           });
         }
       }
-      writeFile = (await openLockFile(path, { write: true }))!;
-      await writeNext(writeFile, contents, slotRecord(freed));
+      writeFile = openLockFile(path, { write: true })!;
+      writeNext(writeFile, contents, slotRecord(freed));
     } finally {
       // The flock first: a waiter woken by the writable close finds it free.
       lockFile.close();
@@ -241,7 +243,7 @@ export async function checkDir(dir: string): Promise<CheckResult[]> {
   const started = performance.now();
   let real: string;
   try {
-    real = await trustDirectory(dir);
+    real = trustDirectory(dir);
   } catch (error) {
     if (!(error instanceof UntrustedPathError)) {
       return [{

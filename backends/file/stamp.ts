@@ -119,13 +119,13 @@ function decodeRecord(
 }
 
 /** Reads a file's whole content from its start. */
-async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
-  const { size } = await file.stat();
+function readAll(file: Deno.FsFile): Uint8Array {
+  const { size } = file.statSync();
   const bytes = new Uint8Array(Math.min(size, 2 * RECORD_SIZE));
-  await file.seek(0, Deno.SeekMode.Start);
+  file.seekSync(0, Deno.SeekMode.Start);
   let done = 0;
   while (done < bytes.length) {
-    const read = await file.read(bytes.subarray(done));
+    const read = file.readSync(bytes.subarray(done));
     if (read === null) break;
     done += read;
   }
@@ -133,8 +133,8 @@ async function readAll(file: Deno.FsFile): Promise<Uint8Array> {
 }
 
 /** What the file's records say. */
-export async function readContents(file: Deno.FsFile): Promise<Contents> {
-  return contentsOf(await readAll(file));
+export function readContents(file: Deno.FsFile): Contents {
+  return contentsOf(readAll(file));
 }
 
 /** What a file's bytes say (also for tests that tear a record on purpose). */
@@ -165,20 +165,20 @@ export function contentsOf(bytes: Uint8Array): Contents {
  * hold the current one, in one write of one whole record. Resolves the new
  * contents.
  */
-export async function writeNext(
+export function writeNext(
   file: Deno.FsFile,
   previous: Contents,
   value: Record<string, unknown>,
-): Promise<Contents> {
+): Contents {
   const seq = previous.kind === "record" ? previous.seq + 1 : 1;
   // An old JSON line (or a damaged record) may sit at 0: write after it.
   const at: 0 | 1 = previous.kind === "record"
     ? (previous.at === 0 ? 1 : 0)
     : 1;
   const bytes = encodeRecord(seq, value);
-  await file.seek(at * RECORD_SIZE, Deno.SeekMode.Start);
+  file.seekSync(at * RECORD_SIZE, Deno.SeekMode.Start);
   for (let done = 0; done < bytes.length;) {
-    done += await file.write(bytes.subarray(done));
+    done += file.writeSync(bytes.subarray(done));
   }
   return { kind: "record", seq, at, value };
 }

@@ -14,6 +14,8 @@
  *   in an error (`syntax.ts` gives line numbers).
  * - A directory at one of the default paths (a checkout in `~/coolock`) is
  *   not a config file and is skipped; given with `--config`, it is an error.
+ * - The calls are Deno's synchronous ones: start-up has nothing to overlap
+ *   them with, and each async call would be a round trip to a worker thread.
  *
  * @module
  */
@@ -49,16 +51,27 @@ function describe(error: unknown): string {
 
 /**
  * Reads the config file at `path`. Resolves `undefined` when there is no
- * such file (or, unless `explicit`, a directory there); throws
+ * such file (or, unless `explicit`, a directory there); rejects with
  * `ConfigFileProblem`, and `Deno.errors.NotCapable` for a missing permission.
  */
-export async function readConfigFile(
+export function readConfigFile(
   path: string,
   explicit: boolean,
 ): Promise<ConfigFile | undefined> {
+  try {
+    return Promise.resolve(readConfigFileSync(path, explicit));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function readConfigFileSync(
+  path: string,
+  explicit: boolean,
+): ConfigFile | undefined {
   let info: Deno.FileInfo;
   try {
-    info = await Deno.stat(path);
+    info = Deno.statSync(path);
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
     if (error instanceof Deno.errors.NotFound) return undefined;
@@ -77,7 +90,7 @@ export async function readConfigFile(
   }
   let file: Deno.FsFile;
   try {
-    file = await Deno.open(path, { read: true });
+    file = Deno.openSync(path, { read: true });
   } catch (error) {
     if (error instanceof Deno.errors.NotCapable) throw error;
     throw new ConfigFileProblem(`can't be read: ${describe(error)}`);
@@ -85,14 +98,14 @@ export async function readConfigFile(
   const bytes = new Uint8Array(MAX_CONFIG_BYTES + 1);
   let length = 0;
   try {
-    const opened = await file.stat();
+    const opened = file.statSync();
     if (!opened.isFile) {
       throw new ConfigFileProblem(
         `is ${kindOf(opened)}, not a config file: only regular files are read`,
       );
     }
     while (length < bytes.length) {
-      const read = await file.read(bytes.subarray(length));
+      const read = file.readSync(bytes.subarray(length));
       if (read === null) break;
       length += read;
     }
