@@ -149,6 +149,7 @@ export class Job {
     readonly first?: Deno.Signal;
     readonly killAt: number;
     readonly now?: AbortSignal;
+    readonly known?: Census;
   }): Promise<boolean> {
     if (!POSIX) {
       this.signal("SIGKILL");
@@ -156,7 +157,9 @@ export class Job {
       return true;
     }
     if (options.first) this.signal(options.first);
-    let over = await this.#over();
+    let over = options.known && !options.first
+      ? this.#exited && options.known.others === 0
+      : await this.#over();
     while (!over && !options.now?.aborted) {
       const left = options.killAt - performance.now();
       if (left <= 0) break;
@@ -165,11 +168,17 @@ export class Job {
     }
     // The guard keeps the group's id in use until now, so this SIGKILL
     // can't reach a group that took the id over.
-    if ((await this.census()).all > 0) this.signal("SIGKILL");
+    if ((options.known && over ? options.known : await this.census()).all > 0) {
+      this.signal("SIGKILL");
+    }
     const giveUpAt = performance.now() + GONE_TIMEOUT_MS;
-    while (performance.now() < giveUpAt) {
+    for (
+      let wait = 1;
+      performance.now() < giveUpAt;
+      wait = Math.min(2 * wait, LOOK_EVERY_MS)
+    ) {
       if (this.#exited && (await this.census()).all === 0) break;
-      await pause(LOOK_EVERY_MS);
+      await pause(wait);
     }
     await this.status;
     return !over;

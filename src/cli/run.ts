@@ -19,7 +19,7 @@ import { POSIX } from "./group.ts";
 import type { LogFields, Logger } from "./log.ts";
 import { missing, runNeeds } from "./permissions.ts";
 import { Signals } from "./signals.ts";
-import { Watchdog, WatchdogError } from "./watchdog.ts";
+import { type Census, Watchdog, WatchdogError } from "./watchdog.ts";
 
 /** Everything a run needs, checked, with durations in seconds. */
 export interface RunPlan {
@@ -292,11 +292,12 @@ async function runUnder(
   let ending: Promise<boolean> | undefined;
   let cause: "lost" | "watchdog" | undefined;
   const now = new AbortController();
-  const end = (first: Deno.Signal | undefined) =>
+  const end = (first: Deno.Signal | undefined, known?: Census) =>
     ending ??= job.end({
       first,
       killAt: performance.now() + graceMs,
       now: now.signal,
+      known,
     });
   signals.onSignal = (signal) => {
     logger.info(`Forwarding ${signal} to the command`, { event: "signal" });
@@ -366,7 +367,7 @@ async function runUnder(
         `The command left ${census.others} process(es) in its group; ending them`,
       );
     }
-    end(census.others > 0 ? "SIGTERM" : undefined);
+    end(census.others > 0 ? "SIGTERM" : undefined, census);
   }
   const forced = await ending!;
   finished = true;

@@ -94,14 +94,17 @@ census() {
   if ! kill -0 -"$group" 2>/dev/null; then say "members 0 0"; return; fi
   if ! [ -r /proc/self/stat ]; then say "members - 1"; return; fi
   IFS= read -r guard <"$dir/guard" 2>/dev/null || guard=
-  for file in /proc/[0-9]*/stat; do
-    IFS= read -r stat <"$file" 2>/dev/null || continue
+  candidates=$(/bin/grep -h -s -E "\\) [^Z] -?[0-9]+ $group " /proc/[0-9]*/stat)
+  while IFS= read -r stat; do
+    [ -n "$stat" ] || continue
     pid=\${stat%% *}
     set -- \${stat##*) }
     [ "$1" != Z ] && [ "$3" = "$group" ] || continue
     all=$((all + 1))
     [ "$pid" = "$guard" ] || [ "$2" = "$guard" ] || others=$((others + 1))
-  done
+  done <<CANDIDATES
+$candidates
+CANDIDATES
   say "members $others $all"
 }
 while IFS= read -r line; do
