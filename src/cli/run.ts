@@ -374,6 +374,9 @@ async function runUnder(
   lease.signal.removeEventListener("abort", onLost);
   deadlines.onLate = undefined;
   signals.onSignal = undefined;
+  // The group, guard included, is gone: nothing of the job can run on, so
+  // the lock goes back now, while the watchdog's clock closes beside it.
+  const releasing = lease.release();
   await watchdog?.close();
 
   let code = status.code;
@@ -394,7 +397,7 @@ async function runUnder(
       { event: "exited", token, exitCode: status.code },
     );
   }
-  await lease.release();
+  await releasing;
   logger.info(`Lock '${lock}' released.`, {
     event: "released",
     token,
