@@ -8,6 +8,9 @@
  */
 
 import type Consul from "npm:consul@2.0.1";
+import { importNpm } from "../../src/npm.ts";
+
+const SPECIFIER = "npm:consul@2.0.1";
 import type { EventEmitter } from "node:events";
 
 /** A KV entry as the client returns it, with `Value` decoded to text. */
@@ -82,7 +85,8 @@ export async function openConsul(
   timeoutMs: number,
 ): Promise<ConsulApi> {
   const [{ default: ConsulClient }, { EventEmitter }] = await Promise.all([
-    import("npm:consul@2.0.1"),
+    // A CommonJS package: its export is the module's default.
+    importNpm<{ default: typeof import("npm:consul@2.0.1") }>(SPECIFIER),
     import("node:events"),
   ]);
   return new ConsulApi(

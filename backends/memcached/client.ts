@@ -18,6 +18,7 @@
 
 // @ts-types="npm:@types/memjs@1.3.3"
 import type { Server } from "npm:memjs@1.3.2";
+import { importNpm } from "../../src/npm.ts";
 import type { HostPort } from "../../src/uri.ts";
 import {
   Op,
@@ -39,6 +40,7 @@ interface SocketLike {
 }
 
 type MemjsModule = typeof import("npm:memjs@1.3.2");
+const SPECIFIER = "npm:memjs@1.3.2";
 
 /** What the connection tells the backend. */
 export interface ConnectionEvents {
@@ -82,8 +84,7 @@ export class Connection {
     options: { timeoutMs: number; username?: string; password?: string },
     events: ConnectionEvents = { dropped: () => {} },
   ): Promise<Connection> {
-    // @ts-types="npm:@types/memjs@1.3.3"
-    const memjs = await import("npm:memjs@1.3.2");
+    const memjs = await importNpm<MemjsModule>(SPECIFIER);
     const servers = hosts.map(({ host, port }) => {
       // memjs reads MEMCACHIER_* and MEMCACHE_* variables when no
       // credentials are given; give placeholders, then the URI's own, so

@@ -19,6 +19,9 @@
  */
 
 import type { Redis as RedisClient, RedisOptions } from "npm:ioredis@6.0.0";
+import { importNpm } from "../../src/npm.ts";
+
+const SPECIFIER = "npm:ioredis@6.0.0";
 import { BackendUnavailableError } from "../../src/backend.ts";
 import { withTimeout } from "../../src/timing.ts";
 
@@ -81,7 +84,9 @@ export interface LinkEvents {
 
 /** Loads the client class, once per process. */
 export function loadRedis(): Promise<typeof RedisClient> {
-  return import("npm:ioredis@6.0.0").then((module) => module.Redis);
+  return importNpm<typeof import("npm:ioredis@6.0.0")>(SPECIFIER).then((
+    module,
+  ) => module.Redis);
 }
 
 /** The connections of one backend. */

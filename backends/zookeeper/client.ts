@@ -15,7 +15,10 @@
 
 // @ts-types="npm:@types/node-zookeeper-client@1.1.0"
 import type * as Zk from "npm:node-zookeeper-client@1.1.3";
+import { importNpm } from "../../src/npm.ts";
 import { withTimeout } from "../../src/timing.ts";
+
+const SPECIFIER = "npm:node-zookeeper-client@1.1.3";
 
 /** The client module, for its constants and `createClient`. */
 export type ZkModule = typeof Zk;
@@ -32,8 +35,9 @@ let loading: Promise<ZkModule> | undefined;
 
 /** Loads the client, once per process. */
 export function loadZooKeeper(): Promise<ZkModule> {
-  loading ??= import("npm:node-zookeeper-client@1.1.3").then((module) => {
-    const zk = module.default as unknown as ZkModule;
+  // A CommonJS package: its export is the module's default.
+  loading ??= importNpm<{ default: ZkModule }>(SPECIFIER).then((module) => {
+    const zk = module.default;
     tolerateNewCodes(zk);
     return zk;
   });

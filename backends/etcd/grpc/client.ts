@@ -14,6 +14,10 @@ import type { EtcdTarget } from "../uri.ts";
 
 export type { Etcd3, IKeyValue, Watcher } from "npm:etcd3@1.1.2";
 
+import { importNpm } from "../../../src/npm.ts";
+
+const SPECIFIER = "npm:etcd3@1.1.2";
+
 /**
  * Per-host fault handling instead of the library's circuit breakers, which
  * keep a recovered server out for 5 s: a host that just failed is skipped
@@ -126,9 +130,9 @@ export async function connect(
   target: EtcdTarget,
   signal: AbortSignal,
 ): Promise<Connection> {
-  const { Etcd3, castGrpcError, isRecoverableError } = await import(
-    "npm:etcd3@1.1.2"
-  );
+  const { Etcd3, castGrpcError, isRecoverableError } = await importNpm<
+    typeof import("npm:etcd3@1.1.2")
+  >(SPECIFIER);
   const { Buffer } = await import("node:buffer");
   const { uri, timeoutMs, endpoints, pem } = target;
   const bytes = (text: string) => Buffer.from(text);

@@ -9,6 +9,7 @@
  */
 
 import type { Connection } from "npm:mysql2@3.24.6/promise";
+import { importNpm } from "../../../src/npm.ts";
 import { withTimeout } from "../../../src/timing.ts";
 import { type SqlLink, type SqlRun, unavailable } from "../session.ts";
 import type { MysqlTarget } from "./uri.ts";
@@ -25,7 +26,12 @@ export type Result = Record<string, unknown>[] & {
 };
 
 /** Loads mysql2, once. */
-export const loadMysql = () => import("npm:mysql2@3.24.6/promise");
+const SPECIFIER = "npm:mysql2@3.24.6/promise";
+export const loadMysql = () =>
+  // A CommonJS package: its export is the module's default.
+  importNpm<{ default: typeof import("npm:mysql2@3.24.6/promise") }>(
+    SPECIFIER,
+  );
 
 /** The server's error number of a mysql2 error, also when wrapped as a `cause`. */
 export function errno(error: unknown): number | undefined {

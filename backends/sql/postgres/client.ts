@@ -15,6 +15,9 @@
  */
 
 import type postgresJs from "npm:postgres@3.4.9";
+import { importNpm } from "../../../src/npm.ts";
+
+const SPECIFIER = "npm:postgres@3.4.9";
 import type { SqlLink } from "../session.ts";
 import type { PostgresTarget } from "./uri.ts";
 
@@ -25,7 +28,10 @@ let loading: Promise<typeof postgresJs> | undefined;
 
 /** Loads postgres.js, once. */
 export function loadPostgres(): Promise<typeof postgresJs> {
-  return loading ??= import("npm:postgres@3.4.9").then((m) => m.default);
+  return loading ??= importNpm<
+    { default: typeof import("npm:postgres@3.4.9") }
+  >(SPECIFIER)
+    .then((m) => m.default);
 }
 
 /**

@@ -25,6 +25,11 @@
  * @module
  */
 
+import { importNpm } from "../../npm.ts";
+
+/** The YAML parser, loaded only for a file the small reader can't read. */
+const YAML = "npm:yaml@2.9.1";
+
 /** A value that is not a scalar: coolock's settings take none. */
 export interface Composite {
   readonly composite: "list" | "mapping";
@@ -170,9 +175,8 @@ export function parseSeed(text: string): Entry[] {
 export async function parseYamlPackage(
   text: string,
 ): Promise<Entry[] | undefined> {
-  const { parseDocument, LineCounter, isMap, isScalar, isSeq } = await import(
-    "npm:yaml@2.9.1"
-  );
+  const { parseDocument, LineCounter, isMap, isScalar, isSeq } =
+    await importNpm<typeof import("npm:yaml@2.9.1")>(YAML);
   const counter = new LineCounter();
   const document = parseDocument(text, {
     schema: "failsafe",
