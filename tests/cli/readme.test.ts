@@ -331,3 +331,40 @@ Deno.test("readme: the systemd units verify, and the service's command runs", as
     "the journal",
   );
 });
+
+Deno.test("readme: the 'In a Deno script' example runs with exactly the permissions printed", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "coolock-readme-script-" });
+  try {
+    const remote = "https://raw.githubusercontent.com/coolock/coolock/v0.1.0/";
+    const example = BLOCKS.find((b) =>
+      b.lang === "ts" && b.body.includes(`${remote}mod.ts`)
+    );
+    assert(example, "the README has the script example");
+    const local = new URL("./", ROOT).href;
+    const script = example.body.replaceAll(remote, local)
+      .replaceAll("/var/lib/coolock", `${dir}/locks`) +
+      "\nconsole.log(JSON.stringify(result));\n";
+    await Deno.writeTextFile(`${dir}/job.ts`, script);
+    await Deno.mkdir(`${dir}/locks`, { mode: 0o700 });
+    const line = /`(deno run [^`]*job\.ts)`/.exec(README)?.[1];
+    assert(line, "the README says how to run it");
+    const args = words(line.replaceAll("/var/lib/coolock", `${dir}/locks`))
+      .slice(1);
+    const out = await textOutput(
+      new Deno.Command(Deno.execPath(), {
+        args,
+        cwd: dir,
+        env: cleanEnv(),
+        clearEnv: true,
+        stdout: "piped",
+        stderr: "piped",
+      }),
+    );
+    assertEquals(out.code, 0, out.stderr);
+    const result = JSON.parse(out.stdout.trim());
+    assertEquals(result.acquired, true);
+    assertMatch(result.value, /^ran with token \d+$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
