@@ -184,12 +184,6 @@ export class UntrustedPathError extends Error {
  * The lifecycle and the operator calls pass these through instead of
  * reporting the backend unavailable. Not `TypeError`: fetch reports a
  * refused connection as one.
- *
- * @example
- * ```ts
- * import { isSettingError } from "./errors.ts";
- * console.log(isSettingError(new RangeError("no database 99"))); // true
- * ```
  */
 export function isSettingError(error: unknown): boolean {
   return error instanceof LimitMismatchError ||

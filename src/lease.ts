@@ -85,13 +85,6 @@ function randomSuffix(): string {
  * held by another owner (at once, or after the wait), with
  * {@linkcode BackendUnavailableError} when the backend can't be reached, and
  * with the signal's reason when `signal` aborts the wait.
- *
- * @example
- * ```ts
- * import { acquire, file } from "../mod.ts";
- * await using lease = await acquire({ backend: file(), lock: "report", guardTime: 0 });
- * console.log(lease.token > 0n); // true
- * ```
  */
 export async function acquire(options: LockOptions): Promise<Lease> {
   const checked = checkOptions(options);

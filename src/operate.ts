@@ -70,15 +70,6 @@ async function bounded<T>(
 /**
  * Who holds the lock `lock`, or every coolock lock on the backend when
  * `lock` is undefined (where `capabilities.listsLocks`).
- *
- * @example
- * ```ts
- * import { file } from "../mod.ts";
- * import { lockStatus } from "./operate.ts";
- * await using backend = file("file:///tmp/coolock-example");
- * const [status] = await lockStatus(backend, "nightly-report");
- * console.log(status.holders.length === 0 ? "free" : "held");
- * ```
  */
 export function lockStatus(
   backend: Backend,
@@ -97,16 +88,6 @@ export function lockStatus(
  * Frees the lock `lock` whoever holds it, and resolves what was removed. The
  * next holder's fencing token is higher than any handed out before, and a
  * live holder loses the lock at its next renewal.
- *
- * @example
- * ```ts
- * import { file } from "../mod.ts";
- * import { forceRelease } from "./operate.ts";
- * await using backend = file("file:///tmp/coolock-example");
- * for (const removed of await forceRelease(backend, "stuck-job")) {
- *   console.log(`removed ${removed.what}: ${removed.detail}`);
- * }
- * ```
  */
 export function forceRelease(
   backend: Backend,
@@ -126,16 +107,6 @@ export function forceRelease(
  * Checks that the backend is fit for coolock: reachable (with the round
  * trip), credentials, permission to create its keys, the server's version
  * and the clock skew between this host and the server.
- *
- * @example
- * ```ts
- * import { file } from "../mod.ts";
- * import { checkBackend } from "./operate.ts";
- * await using backend = file("file:///tmp/coolock-example");
- * for (const line of await checkBackend(backend)) {
- *   console.log(`${line.status} ${line.name}: ${line.detail}`);
- * }
- * ```
  */
 export function checkBackend(
   backend: Backend,

@@ -11,13 +11,6 @@ const MAX_DELAY_MS = 2 ** 31 - 1;
 /**
  * Calls `fn` after `ms`, however long: delays past setTimeout's 24.8 days
  * are chained. Resolves a function that cancels it.
- *
- * @example
- * ```ts
- * import { later } from "./timing.ts";
- * const cancel = later(() => console.log("never"), 60 * 86_400_000);
- * cancel();
- * ```
  */
 export function later(fn: () => void, ms: number): () => void {
   let timer: ReturnType<typeof setTimeout>;
@@ -34,12 +27,6 @@ export function later(fn: () => void, ms: number): () => void {
 
 /**
  * Resolves after `ms`, or rejects with the signal's reason when it aborts.
- *
- * @example
- * ```ts
- * import { abortableDelay } from "./timing.ts";
- * await abortableDelay(10, AbortSignal.timeout(1_000));
- * ```
  */
 export function abortableDelay(
   ms: number,
@@ -62,12 +49,6 @@ export function abortableDelay(
 /**
  * Settles like `promise`, but rejects with a `TimeoutError` after `ms`, or
  * with the signal's reason when it aborts first.
- *
- * @example
- * ```ts
- * import { withTimeout } from "./timing.ts";
- * console.log(await withTimeout(Promise.resolve(1), 1_000)); // 1
- * ```
  */
 export function withTimeout<T>(
   promise: Promise<T>,

@@ -42,16 +42,6 @@ export type LockResult<T> =
  * the runner's error, with a `LockLostError` when the lock was lost while the
  * runner ran, with a `BackendUnavailableError` when the backend can't be
  * reached, or with the signal's reason when `signal` aborts the wait.
- *
- * @example
- * ```ts
- * import { file, withLock } from "../mod.ts";
- * const result = await withLock(
- *   { backend: file(), lock: "nightly-report", guardTime: 0 },
- *   (lease) => `made by ${lease.node} with token ${lease.token}`,
- * );
- * if (result.acquired) console.log(result.value);
- * ```
  */
 export async function withLock<T>(
   options: LockOptions,
