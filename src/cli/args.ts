@@ -221,9 +221,10 @@ fraction or a unit (1.5, 500ms, 5m, 2h, 1d), at most 366 days.
 
 Exit codes: the command's own (128+N when it died by signal N); the conflict
 code (default 0) when the lock was not acquired; 64 usage error; 69 backend
-unavailable; 70 internal error; 75 lock lost; 77 a Deno permission missing;
-78 bad config; 126 command not executable; 127 command not found. status:
-0 free, 1 held. release: 0 removed or free. check: 0 fine, 1 a check failed.`;
+unavailable; 70 internal error; 75 lock lost; 77 a Deno permission missing,
+or no watchdog can start; 78 bad config or an untrusted lock directory; 126
+command not executable; 127 command not found. status: 0 free, 1 held, 69
+unavailable. release: 0 removed or free. check: 0 fine, 1 a check failed.`;
 
 function wrap(text: string, width: number, indent: number): string[] {
   const lines: string[] = [];
