@@ -80,43 +80,7 @@ export function valuePrefix(
     .slice(0, -1);
 }
 
-/** What a slot key's value says; a value of the previous release is only an owner. */
-export interface StoredHolder {
-  readonly owner: string;
-  readonly node?: string;
-  readonly limit?: number;
-  readonly guardMs?: number;
-  /** Server time of acquisition, Unix ms. */
-  readonly since?: number;
-  readonly token?: bigint;
-  /** Server time of a guarded release, Unix ms. */
-  readonly released?: number;
-}
-
-/** Reads a slot key's value. */
-export function parseHolder(value: string): StoredHolder {
-  let parsed: Record<string, unknown>;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return { owner: value };
-  }
-  if (parsed === null || typeof parsed !== "object") return { owner: value };
-  const text = (v: unknown) => typeof v === "string" ? v : undefined;
-  const num = (v: unknown) => typeof v === "number" ? v : undefined;
-  const token = text(parsed.token);
-  return {
-    owner: text(parsed.owner) ?? value,
-    node: text(parsed.node),
-    limit: num(parsed.limit),
-    guardMs: num(parsed.guard),
-    since: num(parsed.since),
-    token: token !== undefined && /^\d+$/.test(token)
-      ? BigInt(token)
-      : undefined,
-    released: num(parsed.released),
-  };
-}
+export { parseHolder, type StoredHolder } from "../holder.ts";
 
 /** Milliseconds as the whole, positive number a PX or PEXPIRE takes. */
 export function wholeMs(ms: number): string {

@@ -9,17 +9,16 @@
  * @module
  */
 
-import { type ServerRecipe, startServer, type TestServer } from "./server.ts";
+import {
+  freePort,
+  type ServerRecipe,
+  startServer,
+  type TestServer,
+} from "./server.ts";
 
 /** `count` distinct TCP ports on 127.0.0.1 that were free a moment ago. */
 export function freePorts(count: number): number[] {
-  const listeners = Array.from(
-    { length: count },
-    () => Deno.listen({ hostname: "127.0.0.1", port: 0 }),
-  );
-  const ports = listeners.map((l) => (l.addr as Deno.NetAddr).port);
-  for (const listener of listeners) listener.close();
-  return ports;
+  return Array.from({ length: count }, freePort);
 }
 
 /** One member of a cluster: its server, and the ports it serves on. */

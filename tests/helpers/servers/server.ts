@@ -68,12 +68,32 @@ globalThis.addEventListener("unload", () => {
   }
 });
 
+/**
+ * Ports are picked below the kernel's ephemeral range (32768 and up on
+ * Linux), where outgoing connections take their local ports: a port that the
+ * kernel handed out as free a moment ago may be some client's by the time a
+ * server binds it. And never twice in one process, so that servers started
+ * side by side can't pick the same one.
+ */
+const PORTS = { from: 10_000, to: 32_000 } as const;
+const handedOut = new Set<number>();
+
 /** A TCP port on 127.0.0.1 that was free a moment ago. */
 export function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
+  for (let tries = 0; tries < 1_000; tries++) {
+    const port = PORTS.from +
+      Math.floor(Math.random() * (PORTS.to - PORTS.from));
+    // etcd's peer port is the client port + 1: keep both clear of others.
+    if (handedOut.has(port) || handedOut.has(port - 1)) continue;
+    try {
+      Deno.listen({ hostname: "127.0.0.1", port }).close();
+    } catch {
+      continue;
+    }
+    handedOut.add(port);
+    return port;
+  }
+  throw new Error("No free port on 127.0.0.1 below the ephemeral range");
 }
 
 /** Resolves true when something accepts TCP connections on the port. */
@@ -206,11 +226,27 @@ async function launch(
 
 /** Starts a server of the recipe's kind on free ports, and waits until ready. */
 export async function startServer(recipe: ServerRecipe): Promise<TestServer> {
-  const dir = await Deno.makeTempDir({ prefix: `coolock-${recipe.kind}-` });
-  await Deno.chmod(dir, 0o777);
-  const ports = Array.from({ length: recipe.ports ?? 1 }, freePort);
-  await recipe.prepare?.(dir, ports);
-  let child = await launch(recipe, dir, ports);
+  let dir: string;
+  let ports: number[];
+  let child: Deno.ChildProcess;
+  for (let attempt = 1;; attempt++) {
+    dir = await Deno.makeTempDir({ prefix: `coolock-${recipe.kind}-` });
+    await Deno.chmod(dir, 0o777);
+    ports = Array.from({ length: recipe.ports ?? 1 }, freePort);
+    try {
+      await recipe.prepare?.(dir, ports);
+      child = await launch(recipe, dir, ports);
+      break;
+    } catch (error) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      // Someone took a port between its pick and the server's bind: pick
+      // again. A recipe with its own ports (ports: 0) can't.
+      const clash = /address already in use|EADDRINUSE|bind/i.test(
+        String((error as Error)?.message),
+      );
+      if (!clash || attempt === 3 || recipe.ports === 0) throw error;
+    }
+  }
   let gone: Promise<unknown> = child.status;
   return {
     kind: recipe.kind,
