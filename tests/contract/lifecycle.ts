@@ -227,9 +227,12 @@ export function lifecycle(test: Register, label: string): void {
             handoffs.map((ms) => ms.toFixed(1)).join(", ")
           } ms`,
         );
-        for (const ms of handoffs) {
-          assert(ms < 500, `a notified waiter took ${ms.toFixed(0)} ms`);
-        }
+        // Woken, not polling (which waits up to half a second): judged by
+        // the median, so that one slow wake-up on a loaded host doesn't count.
+        const median = [...handoffs].sort((a, b) => a - b)[
+          Math.floor(handoffs.length / 2)
+        ];
+        assert(median < 250, `notified waiters took ${median.toFixed(0)} ms`);
       } finally {
         await Promise.all(backends.map((b) => b.close()));
       }
