@@ -3,8 +3,7 @@
  * that the nemesis can cut one node off: while partitioned, a proxy keeps
  * its connections open and forwards nothing (new ones hang too), as a
  * network that drops packets would; on heal, what was held is delivered,
- * late, as TCP would after a short partition. (tests/helpers/proxy.ts is the
- * tests' one; this one adds the rewrite below.)
+ * late, as TCP would after a short partition (`tests/helpers/proxy.ts`).
  *
  * **Sentinel replies.** A Redis client asks a Sentinel where the primary is
  * and then connects there itself: to the real port, past the node's proxy.
@@ -18,108 +17,17 @@
  * @module
  */
 
-/** One proxy. */
-export interface Proxy {
-  readonly port: number;
-  readonly target: number;
-  partition(): void;
-  heal(): void;
-  close(): Promise<void>;
-}
+import {
+  type Proxy,
+  type Rewrite,
+  startProxy,
+} from "../../tests/helpers/proxy.ts";
 
-/** Rewrites what the server sends before the client sees it. */
-export type Rewrite = (bytes: Uint8Array) => Uint8Array;
-
-/** Starts a proxy on a free 127.0.0.1 port to `targetPort`. */
-export function startProxy(targetPort: number, rewrite?: Rewrite): Proxy {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const conns = new Set<Deno.Conn>();
-  let partitioned = false;
-  let healed = Promise.withResolvers<void>();
-  healed.resolve();
-  let closed = false;
-
-  const pump = async (from: Deno.Conn, to: Deno.Conn, change?: Rewrite) => {
-    const buffer = new Uint8Array(64 * 1024);
-    try {
-      while (true) {
-        const read = await from.read(buffer);
-        if (read === null) break;
-        while (partitioned) await healed.promise;
-        const bytes = change
-          ? change(buffer.subarray(0, read))
-          : buffer.subarray(0, read);
-        for (let done = 0; done < bytes.length;) {
-          done += await to.write(bytes.subarray(done));
-        }
-      }
-    } catch { /* a side closed */ }
-    try {
-      await to.closeWrite();
-    } catch { /* closed */ }
-  };
-
-  const accepting = (async () => {
-    for await (const client of listener) {
-      conns.add(client);
-      void (async () => {
-        while (partitioned) await healed.promise;
-        let server: Deno.Conn;
-        try {
-          if (closed) throw new Error("closed");
-          server = await Deno.connect({
-            hostname: "127.0.0.1",
-            port: targetPort,
-          });
-        } catch {
-          try {
-            client.close();
-          } catch { /* closed */ }
-          conns.delete(client);
-          return;
-        }
-        conns.add(server);
-        await Promise.all([
-          pump(client, server),
-          pump(server, client, rewrite),
-        ]);
-        for (const conn of [client, server]) {
-          try {
-            conn.close();
-          } catch { /* closed */ }
-          conns.delete(conn);
-        }
-      })();
-    }
-  })().catch(() => {});
-
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    target: targetPort,
-    partition() {
-      if (partitioned) return;
-      partitioned = true;
-      healed = Promise.withResolvers<void>();
-    },
-    heal() {
-      partitioned = false;
-      healed.resolve();
-    },
-    async close() {
-      closed = true;
-      partitioned = false;
-      healed.resolve();
-      listener.close();
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-      conns.clear();
-      await accepting;
-    },
-  };
-}
+export {
+  type Proxy,
+  type Rewrite,
+  startProxy,
+} from "../../tests/helpers/proxy.ts";
 
 /**
  * A rewrite that replaces each whole port number of `ports` (real → the
