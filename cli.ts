@@ -24,7 +24,7 @@ import {
   type Settings,
 } from "./src/cli/config/load.ts";
 import { printSettings } from "./src/cli/config/print.ts";
-import { EXIT, InputError } from "./src/cli/exit_codes.ts";
+import { EXIT, ExitError } from "./src/cli/exit_codes.ts";
 import { LimitMismatchError } from "./src/errors.ts";
 import { withTimeout } from "./src/timing.ts";
 import { Logger } from "./src/cli/log.ts";
@@ -56,14 +56,14 @@ function versionText(): string {
 
 function commandLine(args: ParsedArgs): string[] {
   if (args.command.length === 0) {
-    throw new InputError(
+    throw new ExitError(
       "No command given: usage is 'coolock [options] [--] command [args...]'",
       EXIT.usage,
     );
   }
   if (!args.switches.has("shell")) return [...args.command];
   if (args.command.length !== 1) {
-    throw new InputError(
+    throw new ExitError(
       `Option '--shell' takes the command as one quoted string, not ${args.command.length} arguments`,
       EXIT.usage,
     );
@@ -83,7 +83,7 @@ async function backendOf(settings: Settings): Promise<Backend> {
     if (!(error instanceof TypeError || error instanceof RangeError)) {
       throw error;
     }
-    throw new InputError(
+    throw new ExitError(
       `${describeOrigin("backend", origin)}: ${error.message}`,
       exitCodeFor(origin),
     );
@@ -129,7 +129,7 @@ function checkSettings(settings: Settings, backend: Backend): void {
       keys[0];
     const { origin } = settings[key];
     const subject = describeOrigin(key, origin);
-    throw new InputError(
+    throw new ExitError(
       found.options.length === 1
         ? `${subject} ${found.problem}`
         : `${subject}: ${found.problem}`,
@@ -183,7 +183,7 @@ async function subcommand(
   // --all with a lock from a config file is fine: only --lock and --all
   // given together contradict each other.
   if (all && args.flags.has("lock")) {
-    throw new InputError(
+    throw new ExitError(
       "Options '--lock' and '--all' can't be used together",
       EXIT.usage,
     );
@@ -282,7 +282,7 @@ export async function main(
   } catch (error) {
     const sink = logger ??
       new Logger({ file: undefined, level: "info", maxSize: 0, copies: 0 });
-    if (error instanceof InputError) {
+    if (error instanceof ExitError) {
       fail(sink, error.message);
       return error.exitCode;
     }

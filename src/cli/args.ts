@@ -30,7 +30,7 @@ import {
   type Switch,
   SWITCHES,
 } from "./config/keys.ts";
-import { EXIT, InputError } from "./exit_codes.ts";
+import { EXIT, ExitError } from "./exit_codes.ts";
 
 /** A value from the command line, and the flag as the user wrote it. */
 export interface FlagValue {
@@ -94,11 +94,11 @@ function buildOptions() {
 
 const OPTIONS = buildOptions();
 
-function usageError(message: string): InputError {
-  return new InputError(message, EXIT.usage);
+function usageError(message: string): ExitError {
+  return new ExitError(message, EXIT.usage);
 }
 
-function unknown(written: string): InputError {
+function unknown(written: string): ExitError {
   const hint = written.startsWith("--")
     ? closest(written.slice(2), [...OPTIONS.long.keys()])
     : undefined;
@@ -114,7 +114,7 @@ function looksLikeOption(arg: string): boolean {
   return arg.startsWith("-") && arg !== "-" && !/^-[0-9.]/.test(arg);
 }
 
-/** Parses `argv` (`Deno.args`); throws `InputError` (64) for bad usage. */
+/** Parses `argv` (`Deno.args`); throws `ExitError` (64) for bad usage. */
 export function parseArgs(argv: readonly string[]): ParsedArgs {
   const first = argv[0];
   const kind: CommandKind =

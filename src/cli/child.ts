@@ -13,17 +13,14 @@
  * @module
  */
 
-import { EXIT } from "./exit_codes.ts";
+import {
+  commandNotExecutable,
+  commandNotFound,
+  EXIT,
+  ExitError,
+} from "./exit_codes.ts";
 import { pause, POSIX, reachable, signalGroup } from "./group.ts";
 import type { Census, Watchdog } from "./watchdog.ts";
-
-/** The command could not be started: exit code and one line for stderr. */
-export class SpawnError extends Error {
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-    this.name = "SpawnError";
-  }
-}
 
 /** How long coolock waits for a SIGKILLed group to be gone. */
 const GONE_TIMEOUT_MS = 5_000;
@@ -39,18 +36,15 @@ function jobEnvironment(added: Record<string, string>): Record<string, string> {
   return { ...env, ...added };
 }
 
-function spawnError(command: string, error: unknown): SpawnError {
+function spawnError(command: string, error: unknown): ExitError {
   const shown = JSON.stringify(command).slice(1, -1);
   if (error instanceof Deno.errors.NotFound) {
-    return new SpawnError(`Command '${shown}' not found`, EXIT.notFound);
+    return commandNotFound(shown);
   }
   if (error instanceof Deno.errors.PermissionDenied) {
-    return new SpawnError(
-      `Command '${shown}' can't be executed: permission denied`,
-      EXIT.cannotExecute,
-    );
+    return commandNotExecutable(shown);
   }
-  return new SpawnError(
+  return new ExitError(
     `Command '${shown}' can't be started: ${(error as Error).message}`,
     EXIT.cannotExecute,
   );
@@ -73,7 +67,7 @@ export class Job {
 
   /**
    * Starts `argv` with `added` in its environment: under `watchdog`'s guard,
-   * or directly when there is none. Throws `SpawnError` (127 not found, 126
+   * or directly when there is none. Throws `ExitError` (127 not found, 126
    * not executable).
    */
   static start(

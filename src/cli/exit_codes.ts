@@ -28,12 +28,27 @@ export const EXIT = {
 } as const;
 
 /**
- * Bad input: one line for stderr, and the exit code for it (64 for the
- * command line, 78 for a config file or environment variable).
+ * A run that stops before the command: one line for stderr and the exit
+ * code for it: bad input (64 from the command line, 78 from a config file or
+ * variable), a watchdog that can't start (77), a command that can't (126,
+ * 127).
  */
-export class InputError extends Error {
+export class ExitError extends Error {
   constructor(message: string, readonly exitCode: number) {
     super(message);
-    this.name = "InputError";
+    this.name = "ExitError";
   }
+}
+
+/** The command was not found (127); `shown` is its name, escaped. */
+export function commandNotFound(shown: string): ExitError {
+  return new ExitError(`Command '${shown}' not found`, EXIT.notFound);
+}
+
+/** The command exists but can't be executed (126). */
+export function commandNotExecutable(shown: string): ExitError {
+  return new ExitError(
+    `Command '${shown}' can't be executed: permission denied`,
+    EXIT.cannotExecute,
+  );
 }

@@ -13,13 +13,13 @@ import type { Backend } from "../backend.ts";
 import { BackendUnavailableError, LockHeldError } from "../errors.ts";
 import { acquire, type Lease } from "../lease.ts";
 import type { LogSink } from "../options.ts";
-import { Job, SpawnError } from "./child.ts";
-import { EXIT } from "./exit_codes.ts";
+import { Job } from "./child.ts";
+import { EXIT, ExitError } from "./exit_codes.ts";
 import { POSIX } from "./group.ts";
 import type { LogFields, Logger } from "./log.ts";
 import { missing, runNeeds } from "./permissions.ts";
 import { Signals } from "./signals.ts";
-import { type Census, Watchdog, WatchdogError } from "./watchdog.ts";
+import { type Census, Watchdog } from "./watchdog.ts";
 
 /** Everything a run needs, checked, with durations in seconds. */
 export interface RunPlan {
@@ -156,7 +156,7 @@ async function prepare(
       watchdog = await Watchdog.start(plan.command[0], signals.first.signal);
     } catch (error) {
       if (signals.received) return stoppedBefore(plan, signals);
-      if (!(error instanceof WatchdogError)) throw error;
+      if (!(error instanceof ExitError)) throw error;
       fail(logger, error.message);
       return error.exitCode;
     }
@@ -267,7 +267,7 @@ async function runUnder(
     }, { watchdog, graceSeconds: plan.killAfter });
   } catch (error) {
     await lease.release({ guard: false });
-    if (!(error instanceof SpawnError)) throw error;
+    if (!(error instanceof ExitError)) throw error;
     fail(logger, error.message, { exitCode: error.exitCode });
     return error.exitCode;
   }

@@ -34,19 +34,12 @@
  * @module
  */
 
+import {
+  commandNotExecutable,
+  commandNotFound,
+  ExitError,
+} from "./exit_codes.ts";
 import { CLOCK, SHELL, TRAMPOLINE } from "./watchdog_scripts.ts";
-
-/** Why the watchdog can't start, with the exit code for it. */
-export class WatchdogError extends Error {
-  /**
-   * @param message one line for stderr
-   * @param exitCode 77 for something missing, 126/127 for the command, 70
-   */
-  constructor(message: string, readonly exitCode: number) {
-    super(message);
-    this.name = "WatchdogError";
-  }
-}
 
 /** How long the clock may take to set up before coolock gives up. */
 const SETUP_TIMEOUT_MS = 10_000;
@@ -140,7 +133,7 @@ export class Watchdog {
 
   /**
    * Starts the clock and checks `command` (its argv[0]) as `exec` will find
-   * it. Rejects with {@linkcode WatchdogError} (77: a tool, a directory or
+   * it. Rejects with {@linkcode ExitError} (77: a tool, a directory or
    * a permission missing; 126/127: the command), or with the signal's
    * reason.
    */
@@ -178,20 +171,20 @@ export class Watchdog {
     throw Watchdog.#problem(word, detail, command);
   }
 
-  static #spawnProblem(error: unknown): WatchdogError {
+  static #spawnProblem(error: unknown): ExitError {
     if (error instanceof Deno.errors.NotFound) {
-      return new WatchdogError(
+      return new ExitError(
         `The watchdog needs ${SHELL}, which is missing; pass --unguarded to run without a watchdog`,
         77,
       );
     }
     if (error instanceof Deno.errors.NotCapable) {
-      return new WatchdogError(
+      return new ExitError(
         `A Deno permission is missing for the watchdog: ${error.message}`,
         77,
       );
     }
-    return new WatchdogError(
+    return new ExitError(
       `The watchdog can't start ${SHELL}: ${(error as Error).message}`,
       70,
     );
@@ -201,22 +194,19 @@ export class Watchdog {
     const shown = JSON.stringify(command).slice(1, -1);
     switch (word) {
       case "missing":
-        return new WatchdogError(
+        return new ExitError(
           `The watchdog needs ${detail}, which is missing; pass --unguarded to run without a watchdog`,
           77,
         );
       case "nodir":
-        return new WatchdogError(
+        return new ExitError(
           `The watchdog can't make its private directory (set TMPDIR to a writable local directory): ${detail}`,
           77,
         );
       case "notfound":
-        return new WatchdogError(`Command '${shown}' not found`, 127);
+        return commandNotFound(shown);
       case "noexec":
-        return new WatchdogError(
-          `Command '${shown}' can't be executed: permission denied`,
-          126,
-        );
+        return commandNotExecutable(shown);
       case "nointerp":
       case "noexecinterp": {
         const interpreter = JSON.stringify(detail).slice(1, -1);
@@ -224,17 +214,17 @@ export class Watchdog {
           ? " (the script has Windows line endings)"
           : "";
         return word === "nointerp"
-          ? new WatchdogError(
+          ? new ExitError(
             `Command '${shown}' can't be started: its interpreter '${interpreter}' was not found${crlf}`,
             127,
           )
-          : new WatchdogError(
+          : new ExitError(
             `Command '${shown}' can't be started: its interpreter '${interpreter}' can't be executed`,
             126,
           );
       }
       default:
-        return new WatchdogError(
+        return new ExitError(
           `The watchdog did not start${
             word ? `: ${JSON.stringify(line(word, detail))}` : ""
           }`,

@@ -16,7 +16,7 @@ import {
 import { userStateDir } from "../../src/paths.ts";
 import {
   type Environment,
-  InputError,
+  ExitError,
   loadSettings,
 } from "../../src/cli/config/load.ts";
 import {
@@ -202,7 +202,7 @@ Deno.test("config: durations take fractions and units, up to 366 days", async ()
   ) {
     const error = await assertRejects(
       () => loadSettings(flags({ "guard-time": raw }), environment({}, {})),
-      InputError,
+      ExitError,
     );
     assertMatch(error.message, words);
     assertEquals(error.exitCode, 64);
@@ -234,19 +234,19 @@ Deno.test("config: inside a coolock job, COOLOCK_LOCK and COOLOCK_NODE describe 
 Deno.test("config: a bad value names its source, with exit 64 for flags and 78 for env and files", async () => {
   const flagError = await assertRejects(
     () => loadSettings(flags({ "guard-time": "soon" }), environment({}, {})),
-    InputError,
+    ExitError,
   );
   assertEquals(flagError.exitCode, 64);
   assertMatch(flagError.message, /^Option '--guard-time' must be/);
   const envError = await assertRejects(
     () => load({}, { COOLOCK_TTL: "-3" }),
-    InputError,
+    ExitError,
   );
   assertEquals(envError.exitCode, 78);
   assertMatch(envError.message, /'COOLOCK_TTL'/);
   const fileError = await assertRejects(
     () => load({ "/home/op/.coolock": "rotate-log-copies: lots\n" }),
-    InputError,
+    ExitError,
   );
   assertEquals(fileError.exitCode, 78);
   assertMatch(
@@ -262,7 +262,7 @@ Deno.test("config: a value overridden by a flag is still checked", async () => {
         flags({ lock: "x" }),
         environment({}, { "/etc/coolock": "lock: [a, b]\n" }),
       ),
-    InputError,
+    ExitError,
   );
   assertMatch(error.message, /plain value, not a list/);
 });
@@ -408,7 +408,7 @@ Deno.test("config: a repeated key is an error in either syntax, never a silent c
   ) {
     const error = await assertRejects(
       () => load({ "/etc/coolock": text }),
-      InputError,
+      ExitError,
     );
     assertEquals(error.exitCode, 78);
     assertMatch(error.message, /^Config file '\/etc\/coolock' /);
@@ -424,7 +424,7 @@ Deno.test("config: errors about a file that is not a config file never quote it"
   ) {
     const error = await assertRejects(
       () => load({ "/etc/coolock": text }),
-      InputError,
+      ExitError,
     );
     assertEquals(error.exitCode, 78);
     for (
@@ -444,14 +444,14 @@ Deno.test("config: errors about a file that is not a config file never quote it"
   }
   const broken = await assertRejects(
     () => load({ "/etc/coolock": "lock: [unclosed secret\n" }),
-    InputError,
+    ExitError,
   );
   assert(!broken.message.includes("secret"), broken.message);
   assertMatch(broken.message, /line \d+ is not valid YAML/);
   // A typo of a real key is named, with a suggestion.
   const typo = await assertRejects(
     () => load({ "/etc/coolock": "gaurd-time: 3\n" }),
-    InputError,
+    ExitError,
   );
   assertMatch(
     typo.message,
@@ -468,7 +468,7 @@ Deno.test("config: two aliases set at one level are an error", async () => {
         COOLOCK_BACKEND: "file:///a",
         COOLOCK_COORDINATION_BACKEND: "file:///b",
       }),
-    InputError,
+    ExitError,
   );
   assertEquals(both.exitCode, 78);
   assertMatch(
@@ -481,7 +481,7 @@ Deno.test("config: two aliases set at one level are an error", async () => {
         COOLOCK_CONFIG: "/a",
         COOLOCK_CONFIG_FILE: "/b",
       }),
-    InputError,
+    ExitError,
   );
   assertMatch(configs.message, /both set 'config'/);
 });
@@ -712,7 +712,7 @@ Deno.test("args: bad usage is one line, exit 64, and never repeats a value", () 
     [["status", "x"], /^'coolock status' takes no command or arguments/],
   ];
   for (const [argv, message] of cases) {
-    const error = assertThrows(() => parseArgs(argv), InputError);
+    const error = assertThrows(() => parseArgs(argv), ExitError);
     assertEquals(error.exitCode, 64, argv.join(" "));
     if (typeof message === "string") assertEquals(error.message, message);
     else assertMatch(error.message, message);

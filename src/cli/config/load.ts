@@ -26,13 +26,13 @@ import {
   ValueError,
   type Values,
 } from "./keys.ts";
-import { EXIT, InputError } from "../exit_codes.ts";
+import { EXIT, ExitError } from "../exit_codes.ts";
 import type { FlagValue } from "../args.ts";
 import { type ConfigFile, ConfigFileProblem, readConfigFile } from "./files.ts";
 import { type Entry, parseConfig, SyntaxProblem } from "./syntax.ts";
 import { secretsOf } from "../../uri.ts";
 
-export { InputError };
+export { ExitError };
 
 /** Where a setting's value came from. */
 export interface Origin {
@@ -93,7 +93,7 @@ export const processEnvironment: Environment = {
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
       // Deno refuses a value that is not UTF-8, rather than change it.
-      throw new InputError(
+      throw new ExitError(
         `Environment variable '${name}' must be valid UTF-8`,
         EXIT.config,
       );
@@ -125,7 +125,7 @@ function parseWith<K extends Key>(
   origin: Origin,
 ): Values[K] {
   const fail = (problem: string) =>
-    new InputError(
+    new ExitError(
       `${describeOrigin(key, origin)} ${problem}`,
       exitCodeFor(origin),
     );
@@ -176,13 +176,13 @@ async function readLayer(
     entries = (await parseConfig(file.text)).entries;
   } catch (error) {
     if (error instanceof ConfigFileProblem) {
-      throw new InputError(
+      throw new ExitError(
         `Config file '${path}' ${error.message}`,
         EXIT.config,
       );
     }
     if (error instanceof SyntaxProblem) {
-      throw new InputError(
+      throw new ExitError(
         `Config file '${path}' ${
           error.line === undefined ? "" : `line ${error.line} `
         }${error.problem}`,
@@ -202,14 +202,14 @@ async function readLayer(
     const at = (entry: Entry) =>
       entry.line === undefined ? "" : ` (line ${entry.line})`;
     if (hints.every((hint) => hint !== undefined)) {
-      throw new InputError(
+      throw new ExitError(
         `Unknown key ${quoted(unknown[0].key)} in config file '${path}'${
           at(unknown[0])
         }: did you mean '${hints[0]}'?`,
         EXIT.config,
       );
     }
-    throw new InputError(
+    throw new ExitError(
       `Config file '${path}'${
         at(unknown[hints.findIndex((hint) => hint === undefined)])
       } has a key that is not a coolock setting (the settings are ${
@@ -223,7 +223,7 @@ async function readLayer(
     const key = findKey(entry.key)!;
     const previous = seen.get(key);
     if (previous !== undefined) {
-      throw new InputError(
+      throw new ExitError(
         previous === entry.key
           ? `Config file '${path}' sets '${key}' twice`
           : `Config file '${path}' sets '${key}' twice (as '${previous}' and '${entry.key}')`,
@@ -255,7 +255,7 @@ function oneOf(
 ): { name: string; raw: string } | undefined {
   const set = names.filter((name) => (env.get(name) ?? "") !== "");
   if (set.length > 1) {
-    throw new InputError(
+    throw new ExitError(
       `Environment variables '${set[0]}' and '${
         set[1]
       }' both set '${key}': unset one`,
@@ -288,7 +288,7 @@ function unknownVariables(env: Environment): string[] {
 
 /**
  * The effective settings from every source, each value checked. Throws
- * `InputError` (exit 64 for flags, 78 for env and files) on the first bad
+ * `ExitError` (exit 64 for flags, 78 for env and files) on the first bad
  * value.
  */
 export async function loadSettings(
@@ -303,7 +303,7 @@ export async function loadSettings(
   const configEnv = oneOf(CONFIG_ENV, "config", env);
   const explicit = flags.config?.raw ?? configEnv?.raw;
   if (explicit === "") {
-    throw new InputError(
+    throw new ExitError(
       `Option '${flags.config!.flag}' must not be empty`,
       EXIT.usage,
     );
