@@ -71,26 +71,19 @@ export function fail(
 
 /**
  * The lease's lost-lock deadlines, for the watchdog's clock: kept until the
- * clock's `go`, then passed on as they come.
+ * clock's `go`, then passed on as they come. A renewal confirmed only after
+ * its deadline never arrives here: the lease counts it as a loss
+ * (src/lease.ts), and the loss ends the job.
  */
 class Deadlines {
   latest = 0;
   #watchdog: Watchdog | undefined;
-  /**
-   * Called when a renewal is confirmed only after the deadline it replaces
-   * had passed (coolock was stopped or starved meanwhile): by then the
-   * watchdog has ended the job, though the lease carries on.
-   */
-  onLate: (() => void) | undefined;
 
   constructor(readonly watchdog: Watchdog | undefined) {}
 
   readonly update = (deadline: number): void => {
-    const late = this.#watchdog !== undefined &&
-      performance.now() > this.latest;
     this.latest = deadline;
     this.#watchdog?.deadline(deadline);
-    if (late) this.onLate?.();
   };
 
   /** Opens the clock's gate with the latest deadline; later ones follow. */
@@ -311,14 +304,6 @@ async function runUnder(
     end("SIGTERM");
   };
   lease.signal.addEventListener("abort", onLost, { once: true });
-  deadlines.onLate = () => {
-    if (cause) return;
-    cause = "lost";
-    say(
-      `No renewal of lock '${lock}' was confirmed before its lost-lock deadline (was coolock stopped?): the watchdog ended the command`,
-    );
-    end("SIGTERM");
-  };
   let finished = false;
   void watchdog?.exited.then((status) => {
     if (finished || cause || watchdog.closed) return;
@@ -372,7 +357,6 @@ async function runUnder(
   const forced = await ending!;
   finished = true;
   lease.signal.removeEventListener("abort", onLost);
-  deadlines.onLate = undefined;
   signals.onSignal = undefined;
   // The group, guard included, is gone: nothing of the job can run on, so
   // the lock goes back now, while the watchdog's clock closes beside it.
