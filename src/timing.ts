@@ -77,3 +77,20 @@ export function withTimeout<T>(
     );
   });
 }
+
+/**
+ * Resolves after `ms`, or at once when `signal` aborts: a wait that a caller
+ * may cut short without treating it as a failure.
+ */
+export function pause(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (ms <= 0 || signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}

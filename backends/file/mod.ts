@@ -41,6 +41,7 @@ export type {
   LockStatus,
   Removal,
 } from "../../src/backend.ts";
+import { pause } from "../../src/timing.ts";
 export { UntrustedPathError } from "../../src/errors.ts";
 
 /** What the last attempt learned about when the lock may free. */
@@ -55,17 +56,6 @@ interface Hint {
 const WATCHED_SLOTS = 8;
 /** How often a waiter looks at a dead holder's job group. */
 const GROUP_POLL_MS = 50;
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 
 class FileBackend implements Backend {
   readonly scheme = "file";
@@ -208,14 +198,14 @@ class FileBackend implements Backend {
     })();
     const timed = hint?.until === undefined
       ? undefined
-      : sleep(Math.max(0, hint.until - Date.now()) + 5, done);
+      : pause(Math.max(0, hint.until - Date.now()) + 5, done);
     const ended = hint?.groups.length
       ? (async () => {
         while (!done.aborted) {
           for (const group of hint.groups) {
             if (!(await groupAlive(group))) return;
           }
-          await sleep(GROUP_POLL_MS, done);
+          await pause(GROUP_POLL_MS, done);
         }
       })()
       : undefined;

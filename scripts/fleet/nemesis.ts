@@ -12,6 +12,7 @@
  */
 
 import type { HistoryWriter } from "./history.ts";
+import { pause } from "../../src/timing.ts";
 
 /** Faults that hit one node: its network, or its coolock. */
 export const NODE_FAULTS = [
@@ -155,18 +156,6 @@ export type ApplyFault = (
   rand: () => number,
 ) => Promise<AppliedFault>;
 
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal?.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-
 /**
  * Runs the plan from `startMs` (a `Date.now()` time): each fault applied at
  * its time, healed after its hold. An abort stops the schedule, but a fault
@@ -186,7 +175,7 @@ export async function runNemesis(
 ): Promise<void> {
   const rand = random(options.seed ^ 0x5bd1e995);
   for (const step of plan) {
-    await sleep(options.startMs + step.at - Date.now(), options.signal);
+    await pause(options.startMs + step.at - Date.now(), options.signal);
     if (options.signal.aborted) return;
     let applied: AppliedFault;
     try {
@@ -210,7 +199,7 @@ export async function runNemesis(
     });
     options.log?.(`${options.backend}: ${step.fault} → ${applied.target}`);
     // The hold is not cut short by an abort: a fault is healed as planned.
-    await sleep(step.holdMs);
+    await pause(step.holdMs);
     try {
       await applied.heal();
     } catch (error) {

@@ -17,6 +17,7 @@
  */
 
 import { type HistoryWriter, JOB_COMMAND, JOB_SCRIPT } from "./history.ts";
+import { pause } from "../../src/timing.ts";
 
 /** The CLI under test. */
 export const CLI = new URL("../../cli.ts", import.meta.url).pathname;
@@ -52,18 +53,6 @@ export interface Run {
   readonly launched: number;
   readonly status: Promise<Deno.CommandStatus>;
 }
-
-const sleep = (ms: number, signal: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    if (ms <= 0 || signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 
 /** A node of the fleet. */
 export class FleetNode {
@@ -108,7 +97,7 @@ export class FleetNode {
     const o = this.options;
     let next = Date.now() + o.phaseMs;
     while (true) {
-      await sleep(next - Date.now(), signal);
+      await pause(next - Date.now(), signal);
       if (signal.aborted) break;
       if (this.runs.size >= o.maxInFlight) {
         o.history.append({

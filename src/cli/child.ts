@@ -19,7 +19,8 @@ import {
   EXIT,
   ExitError,
 } from "./exit_codes.ts";
-import { pause, POSIX, reachable, signalGroup } from "./group.ts";
+import { pause } from "../timing.ts";
+import { POSIX, reachable, signalGroup } from "./group.ts";
 import type { Census, Watchdog } from "./watchdog.ts";
 
 /** How long coolock waits for a SIGKILLed group to be gone. */
